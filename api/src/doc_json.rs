@@ -1,0 +1,406 @@
+//! Documents as JSON: reading what clients send (special `_` fields, inline
+//! attachments, `_revisions`) and rendering stored revisions back.
+
+use crate::error::{ApiError, ApiResult};
+use crate::response::{push_json, push_str};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use chaise_storage::{AttachmentInfo, DocInfo, DocUpdate, EditKind, NewAttachment, Rev};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+
+/// A document body as a client sent it, split into its parts.
+#[derive(Debug, Default)]
+pub struct ParsedDoc {
+    /// `_id`.
+    pub id: Option<String>,
+    /// `_rev`.
+    pub rev: Option<Rev>,
+    /// `_deleted`.
+    pub deleted: bool,
+    /// User fields as compact JSON.
+    pub body: Vec<u8>,
+    /// `_attachments`.
+    pub attachments: Vec<NewAttachment>,
+    /// `_revisions` as (start, ids).
+    pub revisions: Option<(u64, Vec<String>)>,
+}
+
+/// Parses a revision string with CouchDB's error.
+pub fn parse_rev(s: &str) -> ApiResult<Rev> {
+    s.parse::<Rev>()
+        .map_err(|_| ApiError::bad_request("Invalid rev format"))
+}
+
+/// Checks a document id against CouchDB's rules.
+pub fn validate_doc_id(id: &str) -> ApiResult<()> {
+    if id.is_empty() {
+        return Err(ApiError::illegal_docid("Document id must not be empty"));
+    }
+    if id == "_design/" || id == "_local/" {
+        return Err(ApiError::illegal_docid(format!(
+            "Illegal document id `{id}`"
+        )));
+    }
+    if id.starts_with('_') && !id.starts_with("_design/") && !id.starts_with("_local/") {
+        return Err(ApiError::illegal_docid(
+            "Only reserved document ids may start with underscore.",
+        ));
+    }
+    Ok(())
+}
+
+/// Reads an attachment's `digest` field (`md5-<base64>`).
+pub fn parse_digest(s: &str) -> Option<[u8; 16]> {
+    let b64 = s.strip_prefix("md5-")?;
+    STANDARD.decode(b64).ok()?.try_into().ok()
+}
+
+/// Formats a digest as CouchDB does.
+pub fn format_digest(d: &[u8; 16]) -> String {
+    format!("md5-{}", STANDARD.encode(d))
+}
+
+fn parse_attachments(v: Value) -> ApiResult<Vec<NewAttachment>> {
+    let Value::Object(map) = v else {
+        return Err(ApiError::bad_request(
+            "Bad special document member: _attachments",
+        ));
+    };
+    let mut out = Vec::with_capacity(map.len());
+    for (name, att) in map {
+        let Value::Object(att) = att else {
+            return Err(ApiError::bad_request(format!("Bad attachment: {name}")));
+        };
+        let content_type = att
+            .get("content_type")
+            .and_then(|v| v.as_str())
+            .unwrap_or("application/octet-stream")
+            .to_string();
+        if att.get("stub").and_then(|v| v.as_bool()) == Some(true) {
+            let info = att
+                .get("digest")
+                .and_then(|d| d.as_str())
+                .and_then(parse_digest)
+                .map(|digest| AttachmentInfo {
+                    name: name.clone(),
+                    content_type: content_type.clone(),
+                    digest,
+                    length: att.get("length").and_then(|v| v.as_u64()).unwrap_or(0),
+                    revpos: att.get("revpos").and_then(|v| v.as_u64()).unwrap_or(0),
+                    encoding: att
+                        .get("encoding")
+                        .and_then(|v| v.as_str())
+                        .map(str::to_string),
+                    encoded_length: att.get("encoded_length").and_then(|v| v.as_u64()),
+                });
+            out.push(NewAttachment::Stub { name, info });
+        } else if let Some(data) = att.get("data") {
+            let data = data
+                .as_str()
+                .and_then(|s| STANDARD.decode(s.as_bytes()).ok())
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!("Invalid attachment data for {name}"))
+                })?;
+            out.push(NewAttachment::Data {
+                name,
+                content_type,
+                data,
+            });
+        } else {
+            return Err(ApiError::bad_request(format!(
+                "Attachment {name} has neither data nor stub"
+            )));
+        }
+    }
+    Ok(out)
+}
+
+/// Splits a client's document object into its parts, refusing unknown `_` fields.
+pub fn parse_doc(obj: Map<String, Value>) -> ApiResult<ParsedDoc> {
+    let mut doc = ParsedDoc::default();
+    let mut body = Map::new();
+    for (k, v) in obj {
+        if !k.starts_with('_') {
+            body.insert(k, v);
+            continue;
+        }
+        match k.as_str() {
+            "_id" => match v {
+                Value::String(s) => doc.id = Some(s),
+                _ => return Err(ApiError::bad_request("Document id must be a string")),
+            },
+            "_rev" => match v {
+                Value::String(s) => doc.rev = Some(parse_rev(&s)?),
+                Value::Null => {}
+                _ => return Err(ApiError::bad_request("Invalid rev format")),
+            },
+            "_deleted" => doc.deleted = v.as_bool().unwrap_or(false),
+            "_attachments" => doc.attachments = parse_attachments(v)?,
+            "_revisions" => {
+                let start = v.get("start").and_then(|s| s.as_u64());
+                let ids = v.get("ids").and_then(|s| s.as_array()).and_then(|a| {
+                    a.iter()
+                        .map(|i| i.as_str().map(str::to_string))
+                        .collect::<Option<Vec<_>>>()
+                });
+                match (start, ids) {
+                    (Some(start), Some(ids))
+                        if !ids.is_empty() && ids.iter().all(|i| !i.is_empty()) =>
+                    {
+                        doc.revisions = Some((start, ids))
+                    }
+                    _ => return Err(ApiError::doc_validation("_revisions is invalid")),
+                }
+            }
+            "_revs_info" | "_conflicts" | "_deleted_conflicts" | "_local_seq" | "_access" => {}
+            _ => {
+                return Err(ApiError::doc_validation(format!(
+                    "Bad special document member: {k}"
+                )))
+            }
+        }
+    }
+    doc.body = serde_json::to_vec(&Value::Object(body)).unwrap_or_else(|_| b"{}".to_vec());
+    Ok(doc)
+}
+
+/// Turns a parsed document into a storage update for document `id`.
+pub fn to_update(doc: ParsedDoc, id: String, new_edits: bool) -> ApiResult<DocUpdate> {
+    let kind =
+        if new_edits {
+            EditKind::Interactive { parent: doc.rev }
+        } else {
+            match (doc.revisions, doc.rev) {
+                (Some((start, ids)), rev) => {
+                    if let Some(rev) = rev {
+                        if rev.pos != start || ids.first() != Some(&rev.id) {
+                            return Err(ApiError::bad_request(
+                                "Document rev and _revisions have different values",
+                            ));
+                        }
+                    }
+                    if start == 0 || ids.len() as u64 > start {
+                        return Err(ApiError::bad_request("Invalid rev format"));
+                    }
+                    EditKind::Replicated { pos: start, ids }
+                }
+                (None, Some(rev)) => {
+                    if rev.pos == 0 {
+                        return Err(ApiError::bad_request("Invalid rev format"));
+                    }
+                    EditKind::Replicated {
+                        pos: rev.pos,
+                        ids: vec![rev.id],
+                    }
+                }
+                (None, None) => return Err(ApiError::bad_request(
+                    "When `new_edits: false`, the document needs `_rev` or `_revisions` specified",
+                )),
+            }
+        };
+    Ok(DocUpdate {
+        id,
+        kind,
+        deleted: doc.deleted,
+        body: doc.body,
+        attachments: doc.attachments,
+    })
+}
+
+/// What to add to a rendered document.
+#[derive(Debug, Clone, Default)]
+pub struct RenderOpts {
+    /// `_revisions`.
+    pub revs: bool,
+    /// `_revs_info`.
+    pub revs_info: bool,
+    /// `_conflicts`.
+    pub conflicts: bool,
+    /// `_deleted_conflicts`.
+    pub deleted_conflicts: bool,
+    /// `_local_seq`.
+    pub local_seq: bool,
+    /// Inline every attachment's data.
+    pub attachments: bool,
+    /// Inline only attachments changed after these revisions.
+    pub atts_since: Option<Vec<Rev>>,
+    /// Show `encoding`/`encoded_length`.
+    pub att_encoding_info: bool,
+}
+
+impl RenderOpts {
+    /// Whether the attachment's data goes inline: with `attachments=true`, all of
+    /// them, or with `atts_since` only those changed after the newest given rev.
+    pub fn inline(&self, att: &AttachmentInfo) -> bool {
+        self.attachments
+            && match &self.atts_since {
+                Some(since) => att.revpos > since.iter().map(|r| r.pos).max().unwrap_or(0),
+                None => true,
+            }
+    }
+}
+
+/// One revision to render.
+pub struct RenderRev<'a> {
+    /// Document id.
+    pub id: &'a str,
+    /// The revision.
+    pub rev: &'a Rev,
+    /// Whether it is a tombstone.
+    pub deleted: bool,
+    /// User fields (compact JSON object).
+    pub body: &'a [u8],
+    /// Attachments.
+    pub attachments: &'a [AttachmentInfo],
+    /// The document's tree (for revs, conflicts...).
+    pub info: &'a DocInfo,
+}
+
+/// Renders a revision as CouchDB does, key order included. `data` holds the
+/// bytes of attachments to inline.
+pub fn render_doc(
+    out: &mut Vec<u8>,
+    r: &RenderRev<'_>,
+    opts: &RenderOpts,
+    data: &HashMap<[u8; 16], Vec<u8>>,
+) {
+    out.extend_from_slice(b"{\"_id\":");
+    push_str(out, r.id);
+    out.extend_from_slice(b",\"_rev\":");
+    push_str(out, &r.rev.to_string());
+    if r.deleted {
+        out.extend_from_slice(b",\"_deleted\":true");
+    }
+    let inner = r
+        .body
+        .strip_prefix(b"{")
+        .and_then(|b| b.strip_suffix(b"}"))
+        .unwrap_or(b"");
+    if !inner.is_empty() {
+        out.push(b',');
+        out.extend_from_slice(inner);
+    }
+    let path = if opts.revs || opts.revs_info {
+        r.info.tree.path_to(r.rev).unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    if opts.revs {
+        out.extend_from_slice(b",\"_revisions\":{\"start\":");
+        out.extend_from_slice(r.rev.pos.to_string().as_bytes());
+        out.extend_from_slice(b",\"ids\":");
+        let ids: Vec<Value> = path
+            .iter()
+            .map(|(rev, _)| Value::String(rev.id.clone()))
+            .collect();
+        push_json(out, &Value::Array(ids));
+        out.push(b'}');
+    }
+    if opts.revs_info {
+        let infos: Vec<Value> = path
+            .iter()
+            .enumerate()
+            .map(|(i, (rev, deleted))| {
+                let status = if *deleted {
+                    "deleted"
+                } else if i == 0 {
+                    "available"
+                } else {
+                    "missing"
+                };
+                serde_json::json!({"rev": rev.to_string(), "status": status})
+            })
+            .collect();
+        out.extend_from_slice(b",\"_revs_info\":");
+        push_json(out, &Value::Array(infos));
+    }
+    if opts.local_seq {
+        out.extend_from_slice(b",\"_local_seq\":");
+        out.extend_from_slice(r.info.seq.to_string().as_bytes());
+    }
+    if opts.conflicts || opts.deleted_conflicts {
+        let leaves = r.info.tree.leaves();
+        let others = |deleted: bool| -> Vec<Value> {
+            leaves
+                .iter()
+                .filter(|l| l.deleted == deleted && &l.rev != r.rev)
+                .map(|l| Value::String(l.rev.to_string()))
+                .collect()
+        };
+        if opts.conflicts {
+            let c = others(false);
+            if !c.is_empty() {
+                out.extend_from_slice(b",\"_conflicts\":");
+                push_json(out, &Value::Array(c));
+            }
+        }
+        if opts.deleted_conflicts {
+            let c = others(true);
+            if !c.is_empty() {
+                out.extend_from_slice(b",\"_deleted_conflicts\":");
+                push_json(out, &Value::Array(c));
+            }
+        }
+    }
+    if !r.attachments.is_empty() {
+        out.extend_from_slice(b",\"_attachments\":{");
+        for (i, a) in r.attachments.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            push_str(out, &a.name);
+            out.push(b':');
+            push_json(
+                out,
+                &attachment_json(a, opts, data.get(&a.digest).filter(|_| opts.inline(a))),
+            );
+        }
+        out.push(b'}');
+    }
+    out.push(b'}');
+}
+
+/// One attachment entry: a stub, or the data inline.
+pub fn attachment_json(a: &AttachmentInfo, opts: &RenderOpts, data: Option<&Vec<u8>>) -> Value {
+    let mut m = Map::new();
+    m.insert("content_type".into(), Value::String(a.content_type.clone()));
+    m.insert("revpos".into(), a.revpos.into());
+    m.insert("digest".into(), Value::String(format_digest(&a.digest)));
+    match data {
+        Some(d) => {
+            m.insert("data".into(), Value::String(STANDARD.encode(d)));
+        }
+        None => {
+            m.insert("length".into(), a.length.into());
+            m.insert("stub".into(), Value::Bool(true));
+        }
+    }
+    if opts.att_encoding_info {
+        if let Some(enc) = &a.encoding {
+            m.insert("encoding".into(), Value::String(enc.clone()));
+            m.insert(
+                "encoded_length".into(),
+                a.encoded_length.unwrap_or(a.length).into(),
+            );
+        }
+    }
+    Value::Object(m)
+}
+
+/// Renders a `_local` document.
+pub fn render_local(out: &mut Vec<u8>, id: &str, rev: u64, body: &[u8]) {
+    out.extend_from_slice(b"{\"_id\":");
+    push_str(out, id);
+    out.extend_from_slice(b",\"_rev\":");
+    push_str(out, &format!("0-{rev}"));
+    let inner = body
+        .strip_prefix(b"{")
+        .and_then(|b| b.strip_suffix(b"}"))
+        .unwrap_or(b"");
+    if !inner.is_empty() {
+        out.push(b',');
+        out.extend_from_slice(inner);
+    }
+    out.push(b'}');
+}

@@ -1,0 +1,12 @@
+//! Request handlers, one file per group of CouchDB endpoints.
+
+pub mod all_docs;
+pub mod attachment;
+pub mod bulk;
+pub mod changes;
+pub mod database;
+pub mod document;
+pub mod node;
+pub mod server;
+pub mod session;
+pub mod users;

@@ -1,0 +1,209 @@
+//! Server-level endpoints: `/`, `/_up`, `/_uuids`, `/_all_dbs`, `/_dbs_info`,
+//! `/_active_tasks`, `/_membership`.
+
+use crate::auth::require_admin;
+use crate::error::{ApiError, ApiResult};
+use crate::handlers::database::db_info_json;
+use crate::request::Req;
+use crate::response::{json, with_header};
+use crate::routes::not_allowed;
+use crate::{AppState, COUCHDB_VERSION};
+use axum::http::{Method, StatusCode};
+use axum::response::Response;
+use serde_json::{json, Value};
+
+fn get_only(req: &Req) -> ApiResult<()> {
+    match req.method {
+        Method::GET | Method::HEAD => Ok(()),
+        _ => Err(not_allowed("GET,HEAD")),
+    }
+}
+
+/// `GET /`: the welcome object.
+pub fn root(state: &AppState, req: &Req) -> ApiResult<Response> {
+    get_only(req)?;
+    let vendor: serde_json::Map<String, Value> = state
+        .config
+        .section("vendor")
+        .into_iter()
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect();
+    let mut vendor = vendor;
+    vendor
+        .entry("name")
+        .or_insert_with(|| Value::String("Chaise".into()));
+    Ok(json(
+        StatusCode::OK,
+        &json!({
+            "couchdb": "Welcome",
+            "version": COUCHDB_VERSION,
+            "git_sha": env!("CARGO_PKG_VERSION"),
+            "uuid": state.server_uuid,
+            "features": ["access-ready", "partitioned", "pluggable-storage-engines", "reshard", "scheduler"],
+            "vendor": vendor,
+        }),
+    ))
+}
+
+/// `GET /_up`.
+pub fn up(state: &AppState, req: &Req) -> ApiResult<Response> {
+    get_only(req)?;
+    match state.config.get("couchdb", "maintenance_mode").as_deref() {
+        Some("true") => Ok(json(
+            StatusCode::NOT_FOUND,
+            &json!({"status": "maintenance_mode"}),
+        )),
+        Some("nolb") => Ok(json(StatusCode::NOT_FOUND, &json!({"status": "nolb"}))),
+        _ => Ok(json(StatusCode::OK, &json!({"status": "ok", "seeds": {}}))),
+    }
+}
+
+/// `GET /_uuids?count=N`.
+pub fn uuids(state: &AppState, req: &Req) -> ApiResult<Response> {
+    get_only(req)?;
+    let max = state.config_u64("uuids", "max_count", 1000);
+    let count = match req.param("count") {
+        None => 1,
+        Some(c) => c
+            .parse::<u64>()
+            .map_err(|_| ApiError::bad_request("count must be a positive integer"))?,
+    };
+    if count > max {
+        return Err(ApiError::bad_request("count parameter too large"));
+    }
+    let ids: Vec<String> = (0..count).map(|_| state.uuids.next()).collect();
+    let resp = json(StatusCode::OK, &json!({ "uuids": ids }));
+    let resp = with_header(resp, "cache-control", "must-revalidate, no-cache");
+    Ok(with_header(resp, "pragma", "no-cache"))
+}
+
+/// Key range parameters shared by `_all_dbs` and `_dbs_info`.
+fn select_dbs(state: &AppState, req: &Req) -> ApiResult<Vec<String>> {
+    let key = |names: &[&str]| -> ApiResult<Option<String>> {
+        for n in names {
+            if let Some(v) = req.json_param(n)? {
+                return match v {
+                    Value::String(s) => Ok(Some(s)),
+                    _ => Err(ApiError::bad_request(format!(
+                        "`{n}` must be a JSON string"
+                    ))),
+                };
+            }
+        }
+        Ok(None)
+    };
+    let start = key(&["startkey", "start_key"])?;
+    let end = key(&["endkey", "end_key"])?;
+    let descending = req.bool_param("descending", false)?;
+    let inclusive_end = req.bool_param("inclusive_end", true)?;
+    let skip = req.uint_param("skip")?.unwrap_or(0) as usize;
+    let limit = req.uint_param("limit")?.map_or(usize::MAX, |l| l as usize);
+    let mut names = state.coordinator.all_dbs();
+    if descending {
+        names.reverse();
+    }
+    let in_range = |n: &String| {
+        let after_start = match &start {
+            Some(s) if descending => n <= s,
+            Some(s) => n >= s,
+            None => true,
+        };
+        let before_end = match &end {
+            Some(e) if descending => {
+                if inclusive_end {
+                    n >= e
+                } else {
+                    n > e
+                }
+            }
+            Some(e) => {
+                if inclusive_end {
+                    n <= e
+                } else {
+                    n < e
+                }
+            }
+            None => true,
+        };
+        after_start && before_end
+    };
+    Ok(names
+        .into_iter()
+        .filter(in_range)
+        .skip(skip)
+        .take(limit)
+        .collect())
+}
+
+fn require_all_dbs_access(state: &AppState, req: &Req) -> ApiResult<()> {
+    if state.config.get_or("chttpd", "admin_only_all_dbs", "true") == "true" {
+        require_admin(&req.user)?;
+    }
+    Ok(())
+}
+
+/// `GET /_all_dbs`.
+pub async fn all_dbs(state: &AppState, req: &Req) -> ApiResult<Response> {
+    get_only(req)?;
+    require_all_dbs_access(state, req)?;
+    Ok(json(StatusCode::OK, &json!(select_dbs(state, req)?)))
+}
+
+/// `GET|POST /_dbs_info`.
+pub async fn dbs_info(state: &AppState, req: &Req) -> ApiResult<Response> {
+    require_all_dbs_access(state, req)?;
+    let names = match req.method {
+        Method::GET | Method::HEAD => select_dbs(state, req)?,
+        Method::POST => {
+            req.require_json()?;
+            let body = req.json_object()?;
+            let keys = body
+                .get("keys")
+                .and_then(|k| k.as_array())
+                .ok_or_else(|| ApiError::bad_request("`keys` member must exist."))?;
+            let max = state.config_u64("chttpd", "max_db_number_for_dbs_info_req", 100);
+            if keys.len() as u64 > max {
+                return Err(ApiError::bad_request(format!(
+                    "`keys` member must be no more than {max} items long"
+                )));
+            }
+            keys.iter()
+                .map(|k| {
+                    k.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| ApiError::bad_request("`keys` must be strings"))
+                })
+                .collect::<ApiResult<Vec<_>>>()?
+        }
+        _ => return Err(not_allowed("GET,HEAD,POST")),
+    };
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        match state.coordinator.db_info(&name).await {
+            Ok(info) => out.push(json!({"key": name, "info": db_info_json(&info)})),
+            Err(chaise_cluster::ClusterError::NoDb) => {
+                out.push(json!({"key": name, "error": "not_found"}))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(json(StatusCode::OK, &Value::Array(out)))
+}
+
+/// `GET /_active_tasks`: background tasks (none are long-running yet).
+pub fn active_tasks(_state: &AppState, req: &Req) -> ApiResult<Response> {
+    get_only(req)?;
+    require_admin(&req.user)?;
+    Ok(json(StatusCode::OK, &json!([])))
+}
+
+/// `GET /_membership`.
+pub fn membership(state: &AppState, req: &Req) -> ApiResult<Response> {
+    get_only(req)?;
+    require_admin(&req.user)?;
+    let nodes = state.coordinator.cluster_nodes();
+    Ok(json(
+        StatusCode::OK,
+        &json!({"all_nodes": nodes, "cluster_nodes": nodes}),
+    ))
+}

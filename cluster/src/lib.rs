@@ -1,0 +1,25 @@
+//! The cluster layer of Chaise: where data lives and how a request reaches it.
+//!
+//! Databases are split into `q` shard ranges of the 32-bit `crc32(doc id)` space,
+//! each kept on `n` nodes per the database's shard map. The [`Coordinator`] is the
+//! one interface the HTTP layer calls for every database and document operation:
+//! it routes each request to the shard copies, waits for the quorum and merges
+//! their answers. A single node is a cluster of one: every copy is local.
+//!
+//! This crate knows nothing of HTTP; it must not call back into `chaise-api`.
+
+mod coordinator;
+mod error;
+mod local_shards;
+mod metadata;
+pub mod quorum;
+pub mod seq;
+pub mod shard_map;
+
+pub use coordinator::{
+    AllDocsQuery, AllDocsResult, AllDocsRow, ChangesQuery, ChangesResult, ChangesRow, Coordinator,
+    DbInfo, DocWriteResult, OpenedDoc, OpenedRev, RevSelector, RevsDiff,
+};
+pub use error::ClusterError;
+pub use metadata::{MetaCommand, MetaStore};
+pub use shard_map::{ShardMap, ShardRange};

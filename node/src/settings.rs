@@ -1,0 +1,114 @@
+//! Effective settings of a node: command-line flags beat ini files, ini files beat
+//! defaults.
+
+use anyhow::Context;
+use chaise_api::config_store::{parse_ini_map, ConfigStore};
+use clap::Parser;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Command-line interface of `chaise`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "chaise",
+    version,
+    about = "A CouchDB-compatible document database node"
+)]
+pub struct Cli {
+    /// Data directory (default `[couchdb] database_dir`, else `./data`).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// HTTP port (default `[chttpd] port`, else 5984).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Address to bind (default `[chttpd] bind_address`, else 127.0.0.1).
+    #[arg(long)]
+    pub bind_address: Option<String>,
+    /// CouchDB-style ini file; may repeat, later files win.
+    #[arg(long = "config")]
+    pub config: Vec<PathBuf>,
+    /// Node name, `name@host` (env NODENAME; a bare host becomes `chaise@host`).
+    #[arg(long, env = "NODENAME")]
+    pub node_name: Option<String>,
+}
+
+/// The resolved settings.
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub port: u16,
+    pub bind_address: String,
+    pub node_name: String,
+    pub q: u32,
+    pub n: usize,
+    pub log_level: String,
+    pub config: Arc<ConfigStore>,
+}
+
+impl Settings {
+    pub fn resolve(cli: &Cli) -> anyhow::Result<Settings> {
+        // The data directory may itself come from an ini file.
+        let data_dir = match &cli.data_dir {
+            Some(d) => d.clone(),
+            None => {
+                let mut dir = None;
+                for f in &cli.config {
+                    if let Ok(text) = std::fs::read_to_string(f) {
+                        if let Some(d) = parse_ini_map(&text)
+                            .get("couchdb")
+                            .and_then(|s| s.get("database_dir"))
+                        {
+                            dir = Some(PathBuf::from(d));
+                        }
+                    }
+                }
+                dir.unwrap_or_else(|| PathBuf::from("./data"))
+            }
+        };
+        std::fs::create_dir_all(&data_dir)
+            .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+        let config = ConfigStore::load(&cli.config, data_dir.join("local.ini"))
+            .context("loading configuration")?;
+        let config = Arc::new(config);
+        let port = match cli.port {
+            Some(p) => p,
+            None => config
+                .get("chttpd", "port")
+                .map(|p| p.trim().parse().context("[chttpd] port"))
+                .transpose()?
+                .unwrap_or(5984),
+        };
+        let bind_address = cli
+            .bind_address
+            .clone()
+            .or_else(|| config.get("chttpd", "bind_address"))
+            .unwrap_or_else(|| "127.0.0.1".to_string());
+        // What the node runs with is visible through the config API.
+        config.set_in_memory("chttpd", "port", &port.to_string());
+        config.set_in_memory("chttpd", "bind_address", &bind_address);
+        config.set_in_memory("couchdb", "database_dir", &data_dir.display().to_string());
+        let node_name = match &cli.node_name {
+            Some(n) if n.contains('@') => n.clone(),
+            Some(host) => format!("chaise@{host}"),
+            None => "chaise@127.0.0.1".to_string(),
+        };
+        let num = |section: &str, key: &str, default: u64| -> anyhow::Result<u64> {
+            match config.get(section, key) {
+                Some(v) => v
+                    .trim()
+                    .parse()
+                    .with_context(|| format!("[{section}] {key}")),
+                None => Ok(default),
+            }
+        };
+        Ok(Settings {
+            data_dir,
+            port,
+            bind_address,
+            node_name,
+            q: num("cluster", "q", 2)? as u32,
+            n: num("cluster", "n", 3)? as usize,
+            log_level: config.get_or("log", "level", "info"),
+            config,
+        })
+    }
+}

@@ -1,0 +1,456 @@
+//! A shard copy: one redb file, read from any thread, written by its writer thread.
+
+use crate::codec::decode;
+use crate::document::{ChangeRow, DocInfo, LocalDoc, PurgeInfo, RevBody, ShardInfo};
+use crate::rev_tree::Rev;
+use crate::tables::{ATTACHMENTS, BODIES, BY_ID, BY_SEQ, LOCAL, META, PURGED};
+use crate::writer::{self, WriteOp, Writer};
+use crate::{DocError, DocUpdate, StorageError, UpdateResult};
+use redb::{Database, ReadOnlyTable, ReadableDatabase, ReadableTableMetadata};
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
+use tokio::sync::{oneshot, watch};
+
+/// Key range and order of an `_all_docs` scan over one shard.
+#[derive(Debug, Clone, Default)]
+pub struct AllDocsRange {
+    /// First id (in scan order) to include.
+    pub start: Option<String>,
+    /// Last id (in scan order).
+    pub end: Option<String>,
+    /// Whether `end` itself is included.
+    pub inclusive_end: bool,
+    /// Scan from the highest id down.
+    pub descending: bool,
+    /// Stop after this many rows.
+    pub limit: usize,
+}
+
+/// One open shard copy.
+pub struct Shard {
+    db: Arc<Database>,
+    path: PathBuf,
+    uuid: String,
+    ops: Mutex<Option<mpsc::Sender<WriteOp>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    seq_watch: watch::Receiver<u64>,
+}
+
+impl std::fmt::Debug for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shard").field("path", &self.path).finish()
+    }
+}
+
+impl Shard {
+    /// Opens the shard file at `path`, creating it (and its folder) when `create`.
+    pub fn open(path: &Path, create: bool) -> Result<Arc<Shard>, StorageError> {
+        if !create && !path.exists() {
+            return Err(StorageError::Io(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("no shard file {}", path.display()),
+            )));
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let db = Arc::new(Database::builder().create(path)?);
+        let (writer, uuid) = Writer::init(db.clone())?;
+        let update_seq = writer.update_seq();
+        let (seq_tx, seq_watch) = watch::channel(update_seq);
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("shard-writer".into())
+            .spawn(move || writer.run(rx, seq_tx))?;
+        Ok(Arc::new(Shard {
+            db,
+            path: path.to_path_buf(),
+            uuid,
+            ops: Mutex::new(Some(tx)),
+            thread: Mutex::new(Some(thread)),
+            seq_watch,
+        }))
+    }
+
+    /// The file this shard lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The shard file's uuid (changes when a database is re-created).
+    pub fn uuid(&self) -> &str {
+        &self.uuid
+    }
+
+    /// A receiver that sees the update sequence after every commit (for live feeds).
+    pub fn watch_seq(&self) -> watch::Receiver<u64> {
+        self.seq_watch.clone()
+    }
+
+    /// Stops the writer after the writes already queued; later writes fail with `Closed`.
+    pub fn close(&self) {
+        if let Ok(mut ops) = self.ops.lock() {
+            ops.take();
+        }
+        let handle = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
+    }
+
+    async fn submit<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, StorageError>>) -> WriteOp,
+    ) -> Result<T, StorageError> {
+        let (tx, rx) = oneshot::channel();
+        {
+            let ops = self.ops.lock().map_err(|_| StorageError::Closed)?;
+            let sender = ops.as_ref().ok_or(StorageError::Closed)?;
+            sender.send(make(tx)).map_err(|_| StorageError::Closed)?;
+        }
+        rx.await.map_err(|_| StorageError::Closed)?
+    }
+
+    /// Writes documents; returns once they are durable. One result per update, in order.
+    pub async fn update_docs(
+        &self,
+        updates: Vec<DocUpdate>,
+    ) -> Result<Vec<UpdateResult>, StorageError> {
+        self.submit(|reply| WriteOp::Docs { updates, reply }).await
+    }
+
+    /// Writes (`body` Some) or deletes a `_local` document. `rev` is the expected
+    /// current counter (0 or None for a new doc). Returns the new counter.
+    pub async fn write_local(
+        &self,
+        id: String,
+        rev: Option<u64>,
+        body: Option<Vec<u8>>,
+    ) -> Result<Result<u64, DocError>, StorageError> {
+        self.submit(|reply| WriteOp::Local {
+            id,
+            rev,
+            body,
+            reply,
+        })
+        .await
+    }
+
+    /// Purges leaf revisions. Returns, per document, the revisions actually purged.
+    pub async fn purge(
+        &self,
+        requests: Vec<(String, Vec<Rev>)>,
+    ) -> Result<Vec<(String, Vec<Rev>)>, StorageError> {
+        self.submit(|reply| WriteOp::Purge { requests, reply })
+            .await
+    }
+
+    /// Stores a shard-wide setting (`security`, `revs_limit`, `purged_infos_limit`).
+    pub async fn set_meta(&self, key: &'static str, value: Vec<u8>) -> Result<(), StorageError> {
+        self.submit(|reply| WriteOp::SetMeta { key, value, reply })
+            .await
+    }
+
+    /// Drops bodies of non-leaf revisions and attachments no revision refers to.
+    pub async fn compact(&self) -> Result<(), StorageError> {
+        self.submit(|reply| WriteOp::Compact { reply }).await
+    }
+
+    /// A consistent read view of the shard.
+    pub fn reader(&self) -> Result<ShardReader, StorageError> {
+        let txn = self.db.begin_read()?;
+        Ok(ShardReader {
+            by_id: txn.open_table(BY_ID)?,
+            by_seq: txn.open_table(BY_SEQ)?,
+            bodies: txn.open_table(BODIES)?,
+            local: txn.open_table(LOCAL)?,
+            attachments: txn.open_table(ATTACHMENTS)?,
+            purged: txn.open_table(PURGED)?,
+            meta: txn.open_table(META)?,
+            file_size: std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0),
+            uuid: self.uuid.clone(),
+        })
+    }
+}
+
+impl Drop for Shard {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// A snapshot of a shard for reading.
+pub struct ShardReader {
+    by_id: ReadOnlyTable<&'static str, &'static [u8]>,
+    by_seq: ReadOnlyTable<u64, &'static str>,
+    bodies: ReadOnlyTable<(&'static str, &'static str), &'static [u8]>,
+    local: ReadOnlyTable<&'static str, &'static [u8]>,
+    attachments: ReadOnlyTable<&'static [u8], &'static [u8]>,
+    purged: ReadOnlyTable<u64, &'static [u8]>,
+    meta: ReadOnlyTable<&'static str, &'static [u8]>,
+    file_size: u64,
+    uuid: String,
+}
+
+impl ShardReader {
+    /// The document's tree and sequence, if the id was ever written (and not purged).
+    pub fn doc_info(&self, id: &str) -> Result<Option<DocInfo>, StorageError> {
+        match self.by_id.get(id)? {
+            Some(v) => Ok(Some(decode(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The stored body of one revision, if kept.
+    pub fn rev_body(&self, id: &str, rev: &Rev) -> Result<Option<RevBody>, StorageError> {
+        let rev = rev.to_string();
+        match self.bodies.get((id, rev.as_str()))? {
+            Some(v) => Ok(Some(decode(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Attachment bytes (as stored) by digest.
+    pub fn attachment(&self, digest: &[u8; 16]) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self
+            .attachments
+            .get(digest.as_slice())?
+            .map(|v| v.value().to_vec()))
+    }
+
+    /// Whether attachment data with this digest is stored.
+    pub fn has_attachment(&self, digest: &[u8; 16]) -> Result<bool, StorageError> {
+        Ok(self.attachments.get(digest.as_slice())?.is_some())
+    }
+
+    /// A `_local` document by id (without the `_local/` prefix handling: the full id).
+    pub fn local_doc(&self, id: &str) -> Result<Option<LocalDoc>, StorageError> {
+        match self.local.get(id)? {
+            Some(v) => Ok(Some(decode(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// `_local` documents in id order within the range.
+    pub fn local_docs(
+        &self,
+        range: &AllDocsRange,
+    ) -> Result<Vec<(String, LocalDoc)>, StorageError> {
+        let mut out = Vec::new();
+        let Some(b) = bounds(range) else {
+            return Ok(out);
+        };
+        let iter = self.local.range::<&str>(b)?;
+        let mut push = |k: &str, v: &[u8]| -> Result<bool, StorageError> {
+            out.push((k.to_string(), decode(v)?));
+            Ok(out.len() < range.limit)
+        };
+        if range.limit == 0 {
+            return Ok(out);
+        }
+        if range.descending {
+            for item in iter.rev() {
+                let (k, v) = item?;
+                if !push(k.value(), v.value())? {
+                    break;
+                }
+            }
+        } else {
+            for item in iter {
+                let (k, v) = item?;
+                if !push(k.value(), v.value())? {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Non-deleted documents in id order within the range, up to `limit`.
+    pub fn all_docs(&self, range: &AllDocsRange) -> Result<Vec<(String, DocInfo)>, StorageError> {
+        let mut out = Vec::new();
+        if range.limit == 0 {
+            return Ok(out);
+        }
+        let Some(b) = bounds(range) else {
+            return Ok(out);
+        };
+        let iter = self.by_id.range::<&str>(b)?;
+        let mut push = |k: &str, v: &[u8]| -> Result<bool, StorageError> {
+            let info: DocInfo = decode(v)?;
+            if !info.is_deleted() {
+                out.push((k.to_string(), info));
+            }
+            Ok(out.len() < range.limit)
+        };
+        if range.descending {
+            for item in iter.rev() {
+                let (k, v) = item?;
+                if !push(k.value(), v.value())? {
+                    break;
+                }
+            }
+        } else {
+            for item in iter {
+                let (k, v) = item?;
+                if !push(k.value(), v.value())? {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Number of non-deleted documents before `key` in id order (the `offset` of a scan).
+    pub fn count_before(&self, key: &str, descending: bool) -> Result<u64, StorageError> {
+        let mut n = 0;
+        let iter = if descending {
+            self.by_id
+                .range::<&str>((Bound::Excluded(key), Bound::Unbounded))?
+        } else {
+            self.by_id
+                .range::<&str>((Bound::Unbounded, Bound::Excluded(key)))?
+        };
+        for item in iter {
+            let (_, v) = item?;
+            let info: DocInfo = decode(v.value())?;
+            if !info.is_deleted() {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Changes after `since`, one row per document at its latest sequence.
+    pub fn changes(
+        &self,
+        since: u64,
+        limit: usize,
+        descending: bool,
+    ) -> Result<Vec<ChangeRow>, StorageError> {
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        let iter = self
+            .by_seq
+            .range::<u64>((Bound::Excluded(since), Bound::Unbounded))?;
+        let mut push = |seq: u64, id: &str| -> Result<bool, StorageError> {
+            if let Some(info) = self.doc_info(id)? {
+                let leaves = info.tree.leaves();
+                let deleted = leaves.first().is_none_or(|l| l.deleted);
+                out.push(ChangeRow {
+                    seq,
+                    id: id.to_string(),
+                    leaves,
+                    deleted,
+                });
+            }
+            Ok(out.len() < limit)
+        };
+        if descending {
+            for item in iter.rev() {
+                let (k, v) = item?;
+                if !push(k.value(), v.value())? {
+                    break;
+                }
+            }
+        } else {
+            for item in iter {
+                let (k, v) = item?;
+                if !push(k.value(), v.value())? {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Number of changes after `since` (for `pending`).
+    pub fn count_changes_after(&self, since: u64) -> Result<u64, StorageError> {
+        let mut n = 0;
+        for item in self
+            .by_seq
+            .range::<u64>((Bound::Excluded(since), Bound::Unbounded))?
+        {
+            item?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// The purge log from `since` (exclusive), oldest first.
+    pub fn purged_infos(&self, since: u64) -> Result<Vec<(u64, PurgeInfo)>, StorageError> {
+        let mut out = Vec::new();
+        for item in self
+            .purged
+            .range::<u64>((Bound::Excluded(since), Bound::Unbounded))?
+        {
+            let (k, v) = item?;
+            out.push((k.value(), decode(v.value())?));
+        }
+        Ok(out)
+    }
+
+    /// A raw shard-wide setting.
+    pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.meta.get(key)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Counters and sizes.
+    pub fn info(&self) -> Result<ShardInfo, StorageError> {
+        let get = |k: &str| -> Result<u64, StorageError> {
+            Ok(self
+                .meta
+                .get(k)?
+                .map(|v| writer::read_u64(v.value()))
+                .unwrap_or(0))
+        };
+        let external = get(writer::META_EXTERNAL)?;
+        let att_bytes = self.attachments.stats()?.stored_bytes();
+        Ok(ShardInfo {
+            doc_count: get(writer::META_DOC_COUNT)?,
+            doc_del_count: get(writer::META_DEL_COUNT)?,
+            update_seq: get(writer::META_UPDATE_SEQ)?,
+            purge_seq: get(writer::META_PURGE_SEQ)?,
+            file_size: self.file_size,
+            external_size: external,
+            active_size: external + att_bytes,
+            uuid: self.uuid.clone(),
+        })
+    }
+}
+
+/// The key bounds of a scan; `None` when the range is empty (start past end).
+fn bounds(range: &AllDocsRange) -> Option<(Bound<&str>, Bound<&str>)> {
+    let end = |k| {
+        if range.inclusive_end {
+            Bound::Included(k)
+        } else {
+            Bound::Excluded(k)
+        }
+    };
+    let (lo, hi) = if range.descending {
+        (
+            range.end.as_deref().map(end),
+            range.start.as_deref().map(Bound::Included),
+        )
+    } else {
+        (
+            range.start.as_deref().map(Bound::Included),
+            range.end.as_deref().map(end),
+        )
+    };
+    let lo = lo.unwrap_or(Bound::Unbounded);
+    let hi = hi.unwrap_or(Bound::Unbounded);
+    if let (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) =
+        (lo, hi)
+    {
+        let both_inclusive = matches!((lo, hi), (Bound::Included(_), Bound::Included(_)));
+        if a > b || (a == b && !both_inclusive) {
+            return None;
+        }
+    }
+    Some((lo, hi))
+}

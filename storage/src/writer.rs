@@ -1,0 +1,705 @@
+//! The shard writer: one thread per shard that group-commits queued writes.
+//!
+//! Callers queue operations; the writer drains everything queued, applies it in one
+//! redb write transaction, commits (fsync) once and only then answers every caller.
+//! Many concurrent clients therefore share few fsyncs, and an answer always means
+//! the write is on disk.
+
+use crate::codec::{decode, encode};
+use crate::document::{AttachmentInfo, DocInfo, LocalDoc, NewAttachment, PurgeInfo, RevBody};
+use crate::rev_id::{md5_digest, new_rev_id};
+use crate::rev_tree::{MergeOutcome, Rev};
+use crate::tables::{ATTACHMENTS, BODIES, BY_ID, BY_SEQ, LOCAL, META, PURGED};
+use crate::{DocError, DocUpdate, EditKind, StorageError, UpdateResult};
+use redb::{Database, ReadableTable, Table, WriteTransaction};
+use std::collections::HashSet;
+use std::sync::{mpsc, Arc};
+use tokio::sync::{oneshot, watch};
+
+pub(crate) const META_UPDATE_SEQ: &str = "update_seq";
+pub(crate) const META_PURGE_SEQ: &str = "purge_seq";
+pub(crate) const META_DOC_COUNT: &str = "doc_count";
+pub(crate) const META_DEL_COUNT: &str = "doc_del_count";
+pub(crate) const META_EXTERNAL: &str = "external";
+const META_UUID: &str = "uuid";
+/// Meta key of the revs limit (decimal text).
+pub const META_REVS_LIMIT: &str = "revs_limit";
+const DEFAULT_REVS_LIMIT: usize = 1000;
+/// Most operations applied in one transaction.
+const MAX_BATCH: usize = 4096;
+
+type Reply<T> = oneshot::Sender<Result<T, StorageError>>;
+
+/// A queued write.
+pub(crate) enum WriteOp {
+    Docs {
+        updates: Vec<DocUpdate>,
+        reply: Reply<Vec<UpdateResult>>,
+    },
+    Local {
+        id: String,
+        rev: Option<u64>,
+        body: Option<Vec<u8>>,
+        reply: Reply<Result<u64, DocError>>,
+    },
+    Purge {
+        requests: Vec<(String, Vec<Rev>)>,
+        reply: Reply<Vec<(String, Vec<Rev>)>>,
+    },
+    SetMeta {
+        key: &'static str,
+        value: Vec<u8>,
+        reply: Reply<()>,
+    },
+    Compact {
+        reply: Reply<()>,
+    },
+}
+
+/// An answer computed inside a transaction, sent only after the commit.
+enum Pending {
+    Docs(Reply<Vec<UpdateResult>>, Vec<UpdateResult>),
+    Local(Reply<Result<u64, DocError>>, Result<u64, DocError>),
+    Purge(Reply<Vec<(String, Vec<Rev>)>>, Vec<(String, Vec<Rev>)>),
+    Unit(Reply<()>),
+}
+
+impl Pending {
+    fn send(self, outcome: Result<(), &StorageError>) {
+        let err = |e: &StorageError| StorageError::Engine(e.to_string());
+        match self {
+            Pending::Docs(r, v) => drop(r.send(outcome.map(|_| v).map_err(err))),
+            Pending::Local(r, v) => drop(r.send(outcome.map(|_| v).map_err(err))),
+            Pending::Purge(r, v) => drop(r.send(outcome.map(|_| v).map_err(err))),
+            Pending::Unit(r) => drop(r.send(outcome.map_err(err))),
+        }
+    }
+}
+
+/// Shard-wide counters, kept in memory by the writer and saved with every commit.
+#[derive(Debug, Clone, Default)]
+struct Counters {
+    update_seq: u64,
+    purge_seq: u64,
+    doc_count: u64,
+    del_count: u64,
+    external: u64,
+    revs_limit: usize,
+}
+
+pub(crate) fn read_u64(bytes: &[u8]) -> u64 {
+    bytes.try_into().map(u64::from_le_bytes).unwrap_or_default()
+}
+
+/// The state owned by a shard's writer thread.
+pub(crate) struct Writer {
+    db: Arc<Database>,
+    counters: Counters,
+}
+
+impl Writer {
+    /// Creates the tables if needed and loads the counters; returns the shard uuid.
+    pub(crate) fn init(db: Arc<Database>) -> Result<(Writer, String), StorageError> {
+        let txn = db.begin_write()?;
+        let uuid;
+        {
+            txn.open_table(BY_ID)?;
+            txn.open_table(BY_SEQ)?;
+            txn.open_table(BODIES)?;
+            txn.open_table(LOCAL)?;
+            txn.open_table(ATTACHMENTS)?;
+            txn.open_table(PURGED)?;
+            let mut meta = txn.open_table(META)?;
+            let existing = meta.get(META_UUID)?.map(|v| v.value().to_vec());
+            uuid = match existing {
+                Some(u) => String::from_utf8_lossy(&u).into_owned(),
+                None => {
+                    let u = hex::encode(rand::random::<[u8; 16]>());
+                    meta.insert(META_UUID, u.as_bytes())?;
+                    u
+                }
+            };
+        }
+        txn.commit()?;
+        let mut w = Writer {
+            db,
+            counters: Counters::default(),
+        };
+        w.reload_counters()?;
+        Ok((w, uuid))
+    }
+
+    fn reload_counters(&mut self) -> Result<(), StorageError> {
+        let txn = self.db.begin_write()?;
+        let c = {
+            let meta = txn.open_table(META)?;
+            let get = |k: &str| -> Result<u64, StorageError> {
+                Ok(meta.get(k)?.map(|v| read_u64(v.value())).unwrap_or(0))
+            };
+            let revs_limit = meta
+                .get(META_REVS_LIMIT)?
+                .and_then(|v| std::str::from_utf8(v.value()).ok()?.trim().parse().ok())
+                .unwrap_or(DEFAULT_REVS_LIMIT);
+            Counters {
+                update_seq: get(META_UPDATE_SEQ)?,
+                purge_seq: get(META_PURGE_SEQ)?,
+                doc_count: get(META_DOC_COUNT)?,
+                del_count: get(META_DEL_COUNT)?,
+                external: get(META_EXTERNAL)?,
+                revs_limit,
+            }
+        };
+        txn.abort()?;
+        self.counters = c;
+        Ok(())
+    }
+
+    pub(crate) fn update_seq(&self) -> u64 {
+        self.counters.update_seq
+    }
+
+    /// The writer loop: runs until every sender is gone.
+    pub(crate) fn run(mut self, rx: mpsc::Receiver<WriteOp>, seq_tx: watch::Sender<u64>) {
+        while let Ok(first) = rx.recv() {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(op) => batch.push(op),
+                    Err(_) => break,
+                }
+            }
+            let before = self.counters.clone();
+            match self.apply_batch(batch) {
+                Ok(pending) => {
+                    for p in pending {
+                        p.send(Ok(()));
+                    }
+                    if self.counters.update_seq != before.update_seq {
+                        seq_tx.send_replace(self.counters.update_seq);
+                    }
+                }
+                Err((e, pending)) => {
+                    tracing::error!(error = %e, "shard write batch failed");
+                    for p in pending {
+                        p.send(Err(&e));
+                    }
+                    self.counters = before;
+                    if let Err(e) = self.reload_counters() {
+                        tracing::error!(error = %e, "could not reload shard counters");
+                    }
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn apply_batch(
+        &mut self,
+        batch: Vec<WriteOp>,
+    ) -> Result<Vec<Pending>, (StorageError, Vec<Pending>)> {
+        let mut pending = Vec::with_capacity(batch.len());
+        let txn = match self.db.begin_write() {
+            Ok(t) => t,
+            Err(e) => {
+                let e = StorageError::from(e);
+                return Err((e, batch.into_iter().map(unapplied).collect()));
+            }
+        };
+        let mut ops = batch.into_iter();
+        let result = (|| -> Result<(), StorageError> {
+            let mut t = Tables::open(&txn)?;
+            for op in ops.by_ref() {
+                pending.push(self.apply(&mut t, op)?);
+            }
+            self.save_counters(&mut t)?;
+            Ok(())
+        })();
+        // Ops not reached because of an error still need an answer.
+        pending.extend(ops.map(unapplied));
+        if let Err(e) = result {
+            let _ = txn.abort();
+            return Err((e, pending));
+        }
+        if let Err(e) = txn.commit() {
+            return Err((e.into(), pending));
+        }
+        Ok(pending)
+    }
+
+    fn save_counters(&self, t: &mut Tables<'_>) -> Result<(), StorageError> {
+        let c = &self.counters;
+        for (k, v) in [
+            (META_UPDATE_SEQ, c.update_seq),
+            (META_PURGE_SEQ, c.purge_seq),
+            (META_DOC_COUNT, c.doc_count),
+            (META_DEL_COUNT, c.del_count),
+            (META_EXTERNAL, c.external),
+        ] {
+            t.meta.insert(k, v.to_le_bytes().as_slice())?;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, t: &mut Tables<'_>, op: WriteOp) -> Result<Pending, StorageError> {
+        Ok(match op {
+            WriteOp::Docs { updates, reply } => {
+                let mut results = Vec::with_capacity(updates.len());
+                for u in updates {
+                    results.push(self.apply_doc(t, u)?);
+                }
+                Pending::Docs(reply, results)
+            }
+            WriteOp::Local {
+                id,
+                rev,
+                body,
+                reply,
+            } => {
+                let r = apply_local(t, &id, rev, body)?;
+                Pending::Local(reply, r)
+            }
+            WriteOp::Purge { requests, reply } => {
+                let r = self.apply_purge(t, requests)?;
+                Pending::Purge(reply, r)
+            }
+            WriteOp::SetMeta { key, value, reply } => {
+                t.meta.insert(key, value.as_slice())?;
+                if key == META_REVS_LIMIT {
+                    if let Some(n) = std::str::from_utf8(&value)
+                        .ok()
+                        .and_then(|s| s.trim().parse().ok())
+                    {
+                        self.counters.revs_limit = n;
+                    }
+                }
+                Pending::Unit(reply)
+            }
+            WriteOp::Compact { reply } => {
+                compact(t)?;
+                Pending::Unit(reply)
+            }
+        })
+    }
+
+    /// Applies one document update. `Ok(Err(_))` is a refusal of this document only.
+    fn apply_doc(
+        &mut self,
+        t: &mut Tables<'_>,
+        u: DocUpdate,
+    ) -> Result<UpdateResult, StorageError> {
+        let existing: Option<DocInfo> = match t.by_id.get(u.id.as_str())? {
+            Some(v) => Some(decode(v.value())?),
+            None => None,
+        };
+        let was = existing.as_ref().map(|d| d.is_deleted());
+        let (mut tree, old_seq, old_size) = match existing {
+            Some(d) => (d.tree, Some(d.seq), d.winner_size),
+            None => (Default::default(), None, 0),
+        };
+        let old_leaves: Vec<Rev> = tree.leaves().into_iter().map(|l| l.rev).collect();
+
+        let (new_rev, attachments) = match &u.kind {
+            EditKind::Interactive { parent } => {
+                let parent = match parent {
+                    Some(p) => {
+                        if tree.leaf_deleted(p).is_none() {
+                            return Ok(Err(DocError::Conflict));
+                        }
+                        Some(p.clone())
+                    }
+                    None => match tree.winner() {
+                        None => None,
+                        Some(w) if w.deleted => Some(w.rev),
+                        Some(_) => return Ok(Err(DocError::Conflict)),
+                    },
+                };
+                let parent_atts = match &parent {
+                    Some(p) => get_body(t, &u.id, p)?
+                        .map(|b| b.attachments)
+                        .unwrap_or_default(),
+                    None => Vec::new(),
+                };
+                let pos = parent.as_ref().map_or(1, |p| p.pos + 1);
+                let atts = match resolve_interactive_atts(t, &u, &parent_atts, pos)? {
+                    Ok(a) => a,
+                    Err(e) => return Ok(Err(e)),
+                };
+                let digests: Vec<(&str, &str, [u8; 16])> = atts
+                    .iter()
+                    .map(|a| (a.name.as_str(), a.content_type.as_str(), a.digest))
+                    .collect();
+                let id = new_rev_id(u.deleted, parent.as_ref(), &u.body, &digests);
+                let mut ids = vec![id.clone()];
+                if let Some(p) = &parent {
+                    match tree.path_to(p) {
+                        Some(path) => ids.extend(path.into_iter().map(|(r, _)| r.id)),
+                        None => return Ok(Err(DocError::Conflict)),
+                    }
+                }
+                if tree.merge_path(pos, &ids, u.deleted) == MergeOutcome::AlreadyPresent {
+                    return Ok(Err(DocError::Conflict));
+                }
+                (Rev { pos, id }, atts)
+            }
+            EditKind::Replicated { pos, ids } => {
+                let Some(first) = ids.first() else {
+                    return Ok(Err(DocError::BadRequest("empty revision path".into())));
+                };
+                if *pos == 0 || (ids.len() as u64) > *pos {
+                    return Ok(Err(DocError::BadRequest("Invalid rev format".into())));
+                }
+                let rev = Rev {
+                    pos: *pos,
+                    id: first.clone(),
+                };
+                if tree.contains(&rev) {
+                    // Already have it: nothing to do, and no new sequence.
+                    return Ok(Ok(rev));
+                }
+                let atts = match resolve_replicated_atts(t, &u, *pos)? {
+                    Ok(a) => a,
+                    Err(e) => return Ok(Err(e)),
+                };
+                tree.merge_path(*pos, ids, u.deleted);
+                (rev, atts)
+            }
+        };
+
+        let limit = self.counters.revs_limit.max(1);
+        tree.stem(limit);
+
+        // Keep bodies of leaves only: replaced leaves lose theirs now, so the file
+        // does not grow with history.
+        let new_leaves: HashSet<Rev> = tree.leaves().into_iter().map(|l| l.rev).collect();
+        for old in &old_leaves {
+            if !new_leaves.contains(old) {
+                let key = old.to_string();
+                t.bodies.remove((u.id.as_str(), key.as_str()))?;
+            }
+        }
+        if new_leaves.contains(&new_rev) {
+            let body = RevBody {
+                body: u.body,
+                attachments,
+            };
+            let key = new_rev.to_string();
+            t.bodies
+                .insert((u.id.as_str(), key.as_str()), encode(&body)?.as_slice())?;
+        }
+
+        let winner = tree.winner();
+        let now_deleted = winner.as_ref().is_none_or(|w| w.deleted);
+        let winner_size = match &winner {
+            Some(w) if !w.deleted => get_body(t, &u.id, &w.rev)?.map_or(0, |b| b.body.len() as u64),
+            _ => 0,
+        };
+        self.adjust_counts(was, Some(now_deleted), old_size, winner_size);
+
+        self.counters.update_seq += 1;
+        let seq = self.counters.update_seq;
+        if let Some(old) = old_seq {
+            t.by_seq.remove(old)?;
+        }
+        t.by_seq.insert(seq, u.id.as_str())?;
+        let info = DocInfo {
+            tree,
+            seq,
+            winner_size,
+        };
+        t.by_id.insert(u.id.as_str(), encode(&info)?.as_slice())?;
+        Ok(Ok(new_rev))
+    }
+
+    /// Moves the doc/tombstone counters and external size from one state to another
+    /// (`None` = document absent).
+    fn adjust_counts(
+        &mut self,
+        was: Option<bool>,
+        now: Option<bool>,
+        old_size: u64,
+        new_size: u64,
+    ) {
+        let c = &mut self.counters;
+        match was {
+            Some(false) => c.doc_count = c.doc_count.saturating_sub(1),
+            Some(true) => c.del_count = c.del_count.saturating_sub(1),
+            None => {}
+        }
+        match now {
+            Some(false) => c.doc_count += 1,
+            Some(true) => c.del_count += 1,
+            None => {}
+        }
+        c.external = c.external.saturating_sub(old_size) + new_size;
+    }
+
+    fn apply_purge(
+        &mut self,
+        t: &mut Tables<'_>,
+        requests: Vec<(String, Vec<Rev>)>,
+    ) -> Result<Vec<(String, Vec<Rev>)>, StorageError> {
+        let mut out = Vec::with_capacity(requests.len());
+        for (id, revs) in requests {
+            let existing: Option<DocInfo> = match t.by_id.get(id.as_str())? {
+                Some(v) => Some(decode(v.value())?),
+                None => None,
+            };
+            self.counters.purge_seq += 1;
+            let Some(mut info) = existing else {
+                out.push((id, Vec::new()));
+                continue;
+            };
+            let was = Some(info.is_deleted());
+            let removed = info.tree.remove_leaves(&revs);
+            for r in &removed {
+                let key = r.to_string();
+                t.bodies.remove((id.as_str(), key.as_str()))?;
+            }
+            let purge = PurgeInfo {
+                uuid: hex::encode(rand::random::<[u8; 16]>()),
+                id: id.clone(),
+                revs: removed.iter().map(|r| r.to_string()).collect(),
+            };
+            t.purged
+                .insert(self.counters.purge_seq, encode(&purge)?.as_slice())?;
+            if !removed.is_empty() {
+                t.by_seq.remove(info.seq)?;
+                self.counters.update_seq += 1;
+                if info.tree.is_empty() {
+                    t.by_id.remove(id.as_str())?;
+                    self.adjust_counts(was, None, info.winner_size, 0);
+                } else {
+                    let winner = info.tree.winner();
+                    let size = match &winner {
+                        Some(w) if !w.deleted => {
+                            get_body(t, &id, &w.rev)?.map_or(0, |b| b.body.len() as u64)
+                        }
+                        _ => 0,
+                    };
+                    self.adjust_counts(was, Some(info.is_deleted()), info.winner_size, size);
+                    info.winner_size = size;
+                    info.seq = self.counters.update_seq;
+                    t.by_seq.insert(info.seq, id.as_str())?;
+                    t.by_id.insert(id.as_str(), encode(&info)?.as_slice())?;
+                }
+            }
+            out.push((id, removed));
+        }
+        Ok(out)
+    }
+}
+
+fn unapplied(op: WriteOp) -> Pending {
+    match op {
+        WriteOp::Docs { reply, .. } => Pending::Docs(reply, Vec::new()),
+        WriteOp::Local { reply, .. } => {
+            Pending::Local(reply, Err(DocError::Internal("not applied".into())))
+        }
+        WriteOp::Purge { reply, .. } => Pending::Purge(reply, Vec::new()),
+        WriteOp::SetMeta { reply, .. } | WriteOp::Compact { reply } => Pending::Unit(reply),
+    }
+}
+
+/// The tables of one write transaction.
+struct Tables<'t> {
+    by_id: Table<'t, &'static str, &'static [u8]>,
+    by_seq: Table<'t, u64, &'static str>,
+    bodies: Table<'t, (&'static str, &'static str), &'static [u8]>,
+    local: Table<'t, &'static str, &'static [u8]>,
+    attachments: Table<'t, &'static [u8], &'static [u8]>,
+    purged: Table<'t, u64, &'static [u8]>,
+    meta: Table<'t, &'static str, &'static [u8]>,
+}
+
+impl<'t> Tables<'t> {
+    fn open(txn: &'t WriteTransaction) -> Result<Self, StorageError> {
+        Ok(Tables {
+            by_id: txn.open_table(BY_ID)?,
+            by_seq: txn.open_table(BY_SEQ)?,
+            bodies: txn.open_table(BODIES)?,
+            local: txn.open_table(LOCAL)?,
+            attachments: txn.open_table(ATTACHMENTS)?,
+            purged: txn.open_table(PURGED)?,
+            meta: txn.open_table(META)?,
+        })
+    }
+}
+
+fn get_body(t: &Tables<'_>, id: &str, rev: &Rev) -> Result<Option<RevBody>, StorageError> {
+    let key = rev.to_string();
+    match t.bodies.get((id, key.as_str()))? {
+        Some(v) => Ok(Some(decode(v.value())?)),
+        None => Ok(None),
+    }
+}
+
+fn store_data(t: &mut Tables<'_>, data: &[u8]) -> Result<[u8; 16], StorageError> {
+    let digest = md5_digest(data);
+    if t.attachments.get(digest.as_slice())?.is_none() {
+        t.attachments.insert(digest.as_slice(), data)?;
+    }
+    Ok(digest)
+}
+
+fn resolve_interactive_atts(
+    t: &mut Tables<'_>,
+    u: &DocUpdate,
+    parent_atts: &[AttachmentInfo],
+    pos: u64,
+) -> Result<Result<Vec<AttachmentInfo>, DocError>, StorageError> {
+    let mut out = Vec::with_capacity(u.attachments.len());
+    for a in &u.attachments {
+        match a {
+            NewAttachment::Data {
+                name,
+                content_type,
+                data,
+            } => {
+                let digest = store_data(t, data)?;
+                out.push(AttachmentInfo {
+                    name: name.clone(),
+                    content_type: content_type.clone(),
+                    digest,
+                    length: data.len() as u64,
+                    revpos: pos,
+                    encoding: None,
+                    encoded_length: None,
+                });
+            }
+            NewAttachment::Stub { name, .. } => {
+                match parent_atts.iter().find(|p| &p.name == name) {
+                    Some(p) => out.push(p.clone()),
+                    None => {
+                        return Ok(Err(DocError::MissingStub {
+                            id: u.id.clone(),
+                            name: name.clone(),
+                        }))
+                    }
+                }
+            }
+        }
+    }
+    Ok(Ok(out))
+}
+
+fn resolve_replicated_atts(
+    t: &mut Tables<'_>,
+    u: &DocUpdate,
+    pos: u64,
+) -> Result<Result<Vec<AttachmentInfo>, DocError>, StorageError> {
+    let mut out = Vec::with_capacity(u.attachments.len());
+    for a in &u.attachments {
+        match a {
+            NewAttachment::Data {
+                name,
+                content_type,
+                data,
+            } => {
+                let digest = store_data(t, data)?;
+                out.push(AttachmentInfo {
+                    name: name.clone(),
+                    content_type: content_type.clone(),
+                    digest,
+                    length: data.len() as u64,
+                    revpos: pos,
+                    encoding: None,
+                    encoded_length: None,
+                });
+            }
+            NewAttachment::Stub { name, info } => match info {
+                Some(info) if t.attachments.get(info.digest.as_slice())?.is_some() => {
+                    out.push(info.clone())
+                }
+                _ => {
+                    return Ok(Err(DocError::MissingStub {
+                        id: u.id.clone(),
+                        name: name.clone(),
+                    }))
+                }
+            },
+        }
+    }
+    Ok(Ok(out))
+}
+
+fn apply_local(
+    t: &mut Tables<'_>,
+    id: &str,
+    rev: Option<u64>,
+    body: Option<Vec<u8>>,
+) -> Result<Result<u64, DocError>, StorageError> {
+    let current: Option<LocalDoc> = match t.local.get(id)? {
+        Some(v) => Some(decode(v.value())?),
+        None => None,
+    };
+    let current_rev = current.as_ref().map(|d| d.rev);
+    let expected = rev.filter(|r| *r != 0);
+    match body {
+        Some(body) => {
+            if current_rev != expected && !(current_rev.is_none() && expected.is_none()) {
+                return Ok(Err(DocError::LocalConflict));
+            }
+            let next = current_rev.unwrap_or(0) + 1;
+            let doc = LocalDoc { rev: next, body };
+            t.local.insert(id, encode(&doc)?.as_slice())?;
+            Ok(Ok(next))
+        }
+        None => {
+            let Some(cur) = current_rev else {
+                return Ok(Err(DocError::NotFound));
+            };
+            if expected != Some(cur) {
+                return Ok(Err(DocError::LocalConflict));
+            }
+            t.local.remove(id)?;
+            Ok(Ok(0))
+        }
+    }
+}
+
+/// Drops bodies of revisions that are no longer leaves and attachments that no
+/// stored revision refers to.
+fn compact(t: &mut Tables<'_>) -> Result<(), StorageError> {
+    let mut referenced: HashSet<[u8; 16]> = HashSet::new();
+    let mut stale: Vec<(String, String)> = Vec::new();
+    let mut current_id = String::new();
+    let mut leaves: HashSet<String> = HashSet::new();
+    for item in t.bodies.iter()? {
+        let (k, v) = item?;
+        let (id, rev) = k.value();
+        if id != current_id {
+            current_id = id.to_string();
+            leaves = match t.by_id.get(id)? {
+                Some(info) => decode::<DocInfo>(info.value())?
+                    .tree
+                    .leaves()
+                    .into_iter()
+                    .map(|l| l.rev.to_string())
+                    .collect(),
+                None => HashSet::new(),
+            };
+        }
+        if leaves.contains(rev) {
+            let body: RevBody = decode(v.value())?;
+            referenced.extend(body.attachments.iter().map(|a| a.digest));
+        } else {
+            stale.push((id.to_string(), rev.to_string()));
+        }
+    }
+    for (id, rev) in &stale {
+        t.bodies.remove((id.as_str(), rev.as_str()))?;
+    }
+    let mut orphans: Vec<Vec<u8>> = Vec::new();
+    for item in t.attachments.iter()? {
+        let (k, _) = item?;
+        let key = k.value();
+        let known = <[u8; 16]>::try_from(key).is_ok_and(|d| referenced.contains(&d));
+        if !known {
+            orphans.push(key.to_vec());
+        }
+    }
+    for k in &orphans {
+        t.attachments.remove(k.as_slice())?;
+    }
+    Ok(())
+}
