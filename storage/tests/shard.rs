@@ -1,0 +1,194 @@
+//! Shard storage against real files: writes, conflicts, replication merges,
+//! reopening, local docs, purge, changes and compaction.
+
+use chaise_storage::{
+    AllDocsRange, DocError, DocUpdate, EditKind, NewAttachment, Rev, Shard,
+};
+use std::sync::Arc;
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn edit(id: &str, parent: Option<&Rev>, body: &str) -> DocUpdate {
+    DocUpdate {
+        id: id.into(),
+        kind: EditKind::Interactive {
+            parent: parent.cloned(),
+        },
+        deleted: false,
+        body: body.as_bytes().to_vec(),
+        attachments: vec![],
+    }
+}
+
+fn replicated(id: &str, pos: u64, ids: &[&str], deleted: bool) -> DocUpdate {
+    DocUpdate {
+        id: id.into(),
+        kind: EditKind::Replicated {
+            pos,
+            ids: ids.iter().map(|s| s.to_string()).collect(),
+        },
+        deleted,
+        body: b"{}".to_vec(),
+        attachments: vec![],
+    }
+}
+
+async fn write1(shard: &Shard, u: DocUpdate) -> Result<Rev, DocError> {
+    shard.update_docs(vec![u]).await.unwrap().pop().unwrap()
+}
+
+#[test]
+fn edits_conflicts_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shards/00000000-ffffffff/db.1.redb");
+    let rt = rt();
+    let (r1, r2) = rt.block_on(async {
+        let shard = Shard::open(&path, true).unwrap();
+        let r1 = write1(&shard, edit("a", None, r#"{"v":1}"#)).await.unwrap();
+        assert_eq!(r1.pos, 1);
+        // Creating again without a rev conflicts; editing a stale rev conflicts.
+        assert_eq!(write1(&shard, edit("a", None, "{}")).await, Err(DocError::Conflict));
+        let r2 = write1(&shard, edit("a", Some(&r1), r#"{"v":2}"#)).await.unwrap();
+        assert_eq!(r2.pos, 2);
+        assert_eq!(write1(&shard, edit("a", Some(&r1), "{}")).await, Err(DocError::Conflict));
+        shard.close();
+        (r1, r2)
+    });
+    // Reopen: the tree, the body of the leaf and the counters are on disk.
+    rt.block_on(async {
+        let shard = Shard::open(&path, false).unwrap();
+        let reader = shard.reader().unwrap();
+        let info = reader.doc_info("a").unwrap().unwrap();
+        assert_eq!(info.tree.winner().unwrap().rev, r2);
+        assert!(info.tree.contains(&r1));
+        let body = reader.rev_body("a", &r2).unwrap().unwrap();
+        assert_eq!(body.body, br#"{"v":2}"#);
+        // Bodies of replaced revisions are not kept.
+        assert!(reader.rev_body("a", &r1).unwrap().is_none());
+        let si = reader.info().unwrap();
+        assert_eq!((si.doc_count, si.doc_del_count, si.update_seq), (1, 0, 2));
+        // Writes continue from the stored sequence.
+        write1(&shard, edit("b", None, "{}")).await.unwrap();
+        assert_eq!(shard.reader().unwrap().info().unwrap().update_seq, 3);
+    });
+}
+
+#[test]
+fn replicated_revisions_merge_and_pick_the_winner() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    rt.block_on(async {
+        let shard = Shard::open(&dir.path().join("s.redb"), true).unwrap();
+        write1(&shard, replicated("d", 2, &["b", "a"], false)).await.unwrap();
+        write1(&shard, replicated("d", 2, &["c", "a"], false)).await.unwrap();
+        // Same revision again: a no-op that does not take a new sequence.
+        let seq = shard.reader().unwrap().info().unwrap().update_seq;
+        write1(&shard, replicated("d", 2, &["c", "a"], false)).await.unwrap();
+        assert_eq!(shard.reader().unwrap().info().unwrap().update_seq, seq);
+        let info = shard.reader().unwrap().doc_info("d").unwrap().unwrap();
+        let leaves = info.tree.leaves();
+        assert_eq!(leaves.len(), 2);
+        assert_eq!(leaves[0].rev.to_string(), "2-c", "higher rev id wins a tie");
+        // Deleting the winner makes the other branch win.
+        write1(&shard, replicated("d", 3, &["z", "c"], true)).await.unwrap();
+        let info = shard.reader().unwrap().doc_info("d").unwrap().unwrap();
+        assert_eq!(info.tree.winner().unwrap().rev.to_string(), "2-b");
+        assert!(!info.is_deleted());
+        let si = shard.reader().unwrap().info().unwrap();
+        assert_eq!((si.doc_count, si.doc_del_count), (1, 0));
+    });
+}
+
+#[test]
+fn stubs_local_docs_purge_changes_and_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    rt.block_on(async {
+        let shard = Shard::open(&dir.path().join("s.redb"), true).unwrap();
+        let mut u = edit("att", None, "{}");
+        u.attachments.push(NewAttachment::Data {
+            name: "a.txt".into(),
+            content_type: "text/plain".into(),
+            data: b"hello".to_vec(),
+        });
+        let r1 = write1(&shard, u).await.unwrap();
+        let mut u = edit("att", Some(&r1), r#"{"x":1}"#);
+        u.attachments.push(NewAttachment::Stub { name: "a.txt".into(), info: None });
+        let r2 = write1(&shard, u).await.unwrap();
+        let body = shard.reader().unwrap().rev_body("att", &r2).unwrap().unwrap();
+        assert_eq!(body.attachments[0].revpos, 1);
+        assert_eq!(body.attachments[0].length, 5);
+        let data = shard.reader().unwrap().attachment(&body.attachments[0].digest).unwrap();
+        assert_eq!(data.as_deref(), Some(&b"hello"[..]));
+        // A stub the parent does not have.
+        let mut u = edit("att", Some(&r2), "{}");
+        u.attachments.push(NewAttachment::Stub { name: "nope".into(), info: None });
+        assert!(matches!(write1(&shard, u).await, Err(DocError::MissingStub { .. })));
+
+        // Local docs: a counter, checked on update.
+        assert_eq!(shard.write_local("_local/x".into(), None, Some(b"{}".to_vec())).await.unwrap(), Ok(1));
+        assert_eq!(shard.write_local("_local/x".into(), Some(1), Some(b"{}".to_vec())).await.unwrap(), Ok(2));
+        assert_eq!(
+            shard.write_local("_local/x".into(), Some(1), Some(b"{}".to_vec())).await.unwrap(),
+            Err(DocError::LocalConflict)
+        );
+
+        // Changes list each doc once, at its latest sequence.
+        write1(&shard, edit("b", None, "{}")).await.unwrap();
+        let rows = shard.reader().unwrap().changes(0, usize::MAX, false).unwrap();
+        let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["att", "b"]);
+        let all = shard
+            .reader()
+            .unwrap()
+            .all_docs(&AllDocsRange { limit: 10, inclusive_end: true, ..Default::default() })
+            .unwrap();
+        assert_eq!(all.len(), 2);
+
+        // Purge the only leaf of "b": the document is gone, not a tombstone.
+        let b = shard.reader().unwrap().doc_info("b").unwrap().unwrap();
+        let leaf = b.tree.winner().unwrap().rev;
+        let purged = shard.purge(vec![("b".into(), vec![leaf.clone()])]).await.unwrap();
+        assert_eq!(purged, vec![("b".to_string(), vec![leaf])]);
+        assert!(shard.reader().unwrap().doc_info("b").unwrap().is_none());
+        let si = shard.reader().unwrap().info().unwrap();
+        assert_eq!((si.doc_count, si.purge_seq), (1, 1));
+
+        // Deleting "att" and compacting drops the now unreferenced attachment.
+        let mut del = edit("att", Some(&r2), "{}");
+        del.deleted = true;
+        write1(&shard, del).await.unwrap();
+        shard.compact().await.unwrap();
+        let digest = body.attachments[0].digest;
+        assert!(!shard.reader().unwrap().has_attachment(&digest).unwrap());
+    });
+}
+
+#[test]
+fn concurrent_writers_share_commits_and_all_land() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    rt.block_on(async {
+        let shard: Arc<Shard> = Shard::open(&dir.path().join("s.redb"), true).unwrap();
+        let mut tasks = Vec::new();
+        for t in 0..32 {
+            let shard = shard.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..20 {
+                    write1(&shard, edit(&format!("{t}-{i}"), None, "{}")).await.unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let si = shard.reader().unwrap().info().unwrap();
+        assert_eq!((si.doc_count, si.update_seq), (640, 640));
+    });
+}
