@@ -173,7 +173,13 @@ pub struct DbInfo {
     pub props: Map<String, Value>,
 }
 
-/// Runs blocking storage work off the async threads.
+/// Runs a short point read (a few B-tree lookups) right on the calling task: cheaper
+/// than a hop to the blocking pool, and short enough not to stall the runtime.
+async fn point_read<T>(f: impl FnOnce() -> Result<T, ClusterError>) -> Result<T, ClusterError> {
+    f()
+}
+
+/// Runs blocking storage work (scans, large values) off the async threads.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ClusterError> + Send + 'static,
 ) -> Result<T, ClusterError> {
@@ -365,7 +371,7 @@ impl Coordinator {
         let map = self.map(db)?;
         let shard = self.doc_shard(&map, id)?;
         let id = id.to_string();
-        blocking(move || {
+        point_read(move || {
             let reader = shard.reader()?;
             let Some(info) = reader.doc_info(&id)? else {
                 return Ok(None);
@@ -508,7 +514,7 @@ impl Coordinator {
         let map = self.map(db)?;
         let shards = self.all_shards(&map)?;
         let node = self.node.clone();
-        blocking(move || {
+        point_read(move || {
             let mut v = Vec::new();
             for (range, shard) in &shards {
                 let info = shard.reader()?.info()?;
@@ -739,7 +745,7 @@ impl Coordinator {
         let map = self.map(db)?;
         let shard = self.doc_shard(&map, id)?;
         let id = id.to_string();
-        blocking(move || Ok(shard.reader()?.local_doc(&id)?)).await
+        point_read(move || Ok(shard.reader()?.local_doc(&id)?)).await
     }
 
     /// Writes or (with `body` None) deletes a `_local` document.
@@ -789,7 +795,7 @@ impl Coordinator {
     ) -> Result<Option<Vec<u8>>, ClusterError> {
         let map = self.map(db)?;
         let shard = self.shard(&map, &map.ranges[0])?;
-        blocking(move || Ok(shard.reader()?.meta(key)?)).await
+        point_read(move || Ok(shard.reader()?.meta(key)?)).await
     }
 
     /// Sets a database-wide setting on every range.
@@ -820,7 +826,7 @@ impl Coordinator {
         let map = self.map(db)?;
         let shards = self.all_shards(&map)?;
         let node = self.node.clone();
-        blocking(move || {
+        point_read(move || {
             let mut totals = ShardInfo::default();
             let mut seqs = Vec::new();
             let mut purge_seqs = Vec::new();

@@ -46,6 +46,7 @@ pub struct AttachmentInfo {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RevBody {
     /// Compact JSON object bytes, user fields only.
+    #[serde(with = "serde_bytes")]
     pub body: Vec<u8>,
     /// Attachments of this revision.
     pub attachments: Vec<AttachmentInfo>,
@@ -116,6 +117,7 @@ pub struct LocalDoc {
     /// The counter behind `"0-N"`.
     pub rev: u64,
     /// Compact JSON object bytes (user fields only).
+    #[serde(with = "serde_bytes")]
     pub body: Vec<u8>,
 }
 

@@ -6,9 +6,10 @@ use crate::rev_tree::Rev;
 use crate::tables::{ATTACHMENTS, BODIES, BY_ID, BY_SEQ, LOCAL, META, PURGED};
 use crate::writer::{self, WriteOp, Writer};
 use crate::{DocError, DocUpdate, StorageError, UpdateResult};
-use redb::{Database, ReadOnlyTable, ReadableDatabase, ReadableTableMetadata};
+use redb::{Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTableMetadata};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
+use std::cell::OnceCell;
 use std::sync::{mpsc, Arc, Mutex};
 use tokio::sync::{oneshot, watch};
 
@@ -157,18 +158,18 @@ impl Shard {
         self.submit(|reply| WriteOp::Compact { reply }).await
     }
 
-    /// A consistent read view of the shard.
+    /// A consistent read view of the shard. Tables are opened when first used.
     pub fn reader(&self) -> Result<ShardReader, StorageError> {
-        let txn = self.db.begin_read()?;
         Ok(ShardReader {
-            by_id: txn.open_table(BY_ID)?,
-            by_seq: txn.open_table(BY_SEQ)?,
-            bodies: txn.open_table(BODIES)?,
-            local: txn.open_table(LOCAL)?,
-            attachments: txn.open_table(ATTACHMENTS)?,
-            purged: txn.open_table(PURGED)?,
-            meta: txn.open_table(META)?,
-            file_size: std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0),
+            txn: self.db.begin_read()?,
+            by_id: OnceCell::new(),
+            by_seq: OnceCell::new(),
+            bodies: OnceCell::new(),
+            local: OnceCell::new(),
+            attachments: OnceCell::new(),
+            purged: OnceCell::new(),
+            meta: OnceCell::new(),
+            path: self.path.clone(),
             uuid: self.uuid.clone(),
         })
     }
@@ -182,21 +183,35 @@ impl Drop for Shard {
 
 /// A snapshot of a shard for reading.
 pub struct ShardReader {
-    by_id: ReadOnlyTable<&'static str, &'static [u8]>,
-    by_seq: ReadOnlyTable<u64, &'static str>,
-    bodies: ReadOnlyTable<(&'static str, &'static str), &'static [u8]>,
-    local: ReadOnlyTable<&'static str, &'static [u8]>,
-    attachments: ReadOnlyTable<&'static [u8], &'static [u8]>,
-    purged: ReadOnlyTable<u64, &'static [u8]>,
-    meta: ReadOnlyTable<&'static str, &'static [u8]>,
-    file_size: u64,
+    txn: ReadTransaction,
+    by_id: OnceCell<ReadOnlyTable<&'static str, &'static [u8]>>,
+    by_seq: OnceCell<ReadOnlyTable<u64, &'static str>>,
+    bodies: OnceCell<ReadOnlyTable<(&'static str, &'static str), &'static [u8]>>,
+    local: OnceCell<ReadOnlyTable<&'static str, &'static [u8]>>,
+    attachments: OnceCell<ReadOnlyTable<&'static [u8], &'static [u8]>>,
+    purged: OnceCell<ReadOnlyTable<u64, &'static [u8]>>,
+    meta: OnceCell<ReadOnlyTable<&'static str, &'static [u8]>>,
+    path: PathBuf,
     uuid: String,
+}
+
+/// Opens a table of a read transaction once and keeps it.
+fn table<'c, K: redb::Key + 'static, V: redb::Value + 'static>(
+    cell: &'c OnceCell<ReadOnlyTable<K, V>>,
+    txn: &ReadTransaction,
+    def: redb::TableDefinition<K, V>,
+) -> Result<&'c ReadOnlyTable<K, V>, StorageError> {
+    if let Some(t) = cell.get() {
+        return Ok(t);
+    }
+    let t = txn.open_table(def)?;
+    Ok(cell.get_or_init(|| t))
 }
 
 impl ShardReader {
     /// The document's tree and sequence, if the id was ever written (and not purged).
     pub fn doc_info(&self, id: &str) -> Result<Option<DocInfo>, StorageError> {
-        match self.by_id.get(id)? {
+        match table(&self.by_id, &self.txn, BY_ID)?.get(id)? {
             Some(v) => Ok(Some(decode(v.value())?)),
             None => Ok(None),
         }
@@ -205,7 +220,7 @@ impl ShardReader {
     /// The stored body of one revision, if kept.
     pub fn rev_body(&self, id: &str, rev: &Rev) -> Result<Option<RevBody>, StorageError> {
         let rev = rev.to_string();
-        match self.bodies.get((id, rev.as_str()))? {
+        match table(&self.bodies, &self.txn, BODIES)?.get((id, rev.as_str()))? {
             Some(v) => Ok(Some(decode(v.value())?)),
             None => Ok(None),
         }
@@ -213,20 +228,19 @@ impl ShardReader {
 
     /// Attachment bytes (as stored) by digest.
     pub fn attachment(&self, digest: &[u8; 16]) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(self
-            .attachments
+        Ok(table(&self.attachments, &self.txn, ATTACHMENTS)?
             .get(digest.as_slice())?
             .map(|v| v.value().to_vec()))
     }
 
     /// Whether attachment data with this digest is stored.
     pub fn has_attachment(&self, digest: &[u8; 16]) -> Result<bool, StorageError> {
-        Ok(self.attachments.get(digest.as_slice())?.is_some())
+        Ok(table(&self.attachments, &self.txn, ATTACHMENTS)?.get(digest.as_slice())?.is_some())
     }
 
     /// A `_local` document by id (without the `_local/` prefix handling: the full id).
     pub fn local_doc(&self, id: &str) -> Result<Option<LocalDoc>, StorageError> {
-        match self.local.get(id)? {
+        match table(&self.local, &self.txn, LOCAL)?.get(id)? {
             Some(v) => Ok(Some(decode(v.value())?)),
             None => Ok(None),
         }
@@ -241,7 +255,7 @@ impl ShardReader {
         let Some(b) = bounds(range) else {
             return Ok(out);
         };
-        let iter = self.local.range::<&str>(b)?;
+        let iter = table(&self.local, &self.txn, LOCAL)?.range::<&str>(b)?;
         let mut push = |k: &str, v: &[u8]| -> Result<bool, StorageError> {
             out.push((k.to_string(), decode(v)?));
             Ok(out.len() < range.limit)
@@ -276,7 +290,7 @@ impl ShardReader {
         let Some(b) = bounds(range) else {
             return Ok(out);
         };
-        let iter = self.by_id.range::<&str>(b)?;
+        let iter = table(&self.by_id, &self.txn, BY_ID)?.range::<&str>(b)?;
         let mut push = |k: &str, v: &[u8]| -> Result<bool, StorageError> {
             let info: DocInfo = decode(v)?;
             if !info.is_deleted() {
@@ -306,10 +320,10 @@ impl ShardReader {
     pub fn count_before(&self, key: &str, descending: bool) -> Result<u64, StorageError> {
         let mut n = 0;
         let iter = if descending {
-            self.by_id
+            table(&self.by_id, &self.txn, BY_ID)?
                 .range::<&str>((Bound::Excluded(key), Bound::Unbounded))?
         } else {
-            self.by_id
+            table(&self.by_id, &self.txn, BY_ID)?
                 .range::<&str>((Bound::Unbounded, Bound::Excluded(key)))?
         };
         for item in iter {
@@ -333,8 +347,7 @@ impl ShardReader {
         if limit == 0 {
             return Ok(out);
         }
-        let iter = self
-            .by_seq
+        let iter = table(&self.by_seq, &self.txn, BY_SEQ)?
             .range::<u64>((Bound::Excluded(since), Bound::Unbounded))?;
         let mut push = |seq: u64, id: &str| -> Result<bool, StorageError> {
             if let Some(info) = self.doc_info(id)? {
@@ -370,8 +383,7 @@ impl ShardReader {
     /// Number of changes after `since` (for `pending`).
     pub fn count_changes_after(&self, since: u64) -> Result<u64, StorageError> {
         let mut n = 0;
-        for item in self
-            .by_seq
+        for item in table(&self.by_seq, &self.txn, BY_SEQ)?
             .range::<u64>((Bound::Excluded(since), Bound::Unbounded))?
         {
             item?;
@@ -383,8 +395,7 @@ impl ShardReader {
     /// The purge log from `since` (exclusive), oldest first.
     pub fn purged_infos(&self, since: u64) -> Result<Vec<(u64, PurgeInfo)>, StorageError> {
         let mut out = Vec::new();
-        for item in self
-            .purged
+        for item in table(&self.purged, &self.txn, PURGED)?
             .range::<u64>((Bound::Excluded(since), Bound::Unbounded))?
         {
             let (k, v) = item?;
@@ -395,26 +406,25 @@ impl ShardReader {
 
     /// A raw shard-wide setting.
     pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(self.meta.get(key)?.map(|v| v.value().to_vec()))
+        Ok(table(&self.meta, &self.txn, META)?.get(key)?.map(|v| v.value().to_vec()))
     }
 
     /// Counters and sizes.
     pub fn info(&self) -> Result<ShardInfo, StorageError> {
         let get = |k: &str| -> Result<u64, StorageError> {
-            Ok(self
-                .meta
+            Ok(table(&self.meta, &self.txn, META)?
                 .get(k)?
                 .map(|v| writer::read_u64(v.value()))
                 .unwrap_or(0))
         };
         let external = get(writer::META_EXTERNAL)?;
-        let att_bytes = self.attachments.stats()?.stored_bytes();
+        let att_bytes = table(&self.attachments, &self.txn, ATTACHMENTS)?.stats()?.stored_bytes();
         Ok(ShardInfo {
             doc_count: get(writer::META_DOC_COUNT)?,
             doc_del_count: get(writer::META_DEL_COUNT)?,
             update_seq: get(writer::META_UPDATE_SEQ)?,
             purge_seq: get(writer::META_PURGE_SEQ)?,
-            file_size: self.file_size,
+            file_size: std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0),
             external_size: external,
             active_size: external + att_bytes,
             uuid: self.uuid.clone(),
