@@ -26,10 +26,28 @@ pub struct ParsedDoc {
     pub revisions: Option<(u64, Vec<String>)>,
 }
 
-/// Parses a revision string with CouchDB's error.
+/// Parses a revision string as CouchDB's `couch_doc:parse_rev`: split at the first
+/// `-`, the prefix must be an integer (an optional `+` allowed), and an id of 32
+/// characters must be hex (kept lowercase, as CouchDB stores it decoded). Any other
+/// id, even an empty one (`"1-"`), is a well-formed revision that may simply not
+/// exist.
 pub fn parse_rev(s: &str) -> ApiResult<Rev> {
-    s.parse::<Rev>()
-        .map_err(|_| ApiError::bad_request("Invalid rev format"))
+    let bad = || ApiError::bad_request("Invalid rev format");
+    let (prefix, id) = s.split_once('-').ok_or_else(bad)?;
+    let digits = prefix.strip_prefix('+').unwrap_or(prefix);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let pos = digits.parse::<u64>().map_err(|_| bad())?;
+    let id = if pos != 0 && id.len() == 32 {
+        if !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad());
+        }
+        id.to_ascii_lowercase()
+    } else {
+        id.to_string()
+    };
+    Ok(Rev { pos, id })
 }
 
 /// Checks a document id against CouchDB's rules.
@@ -50,6 +68,26 @@ pub fn validate_doc_id(id: &str) -> ApiResult<()> {
     Ok(())
 }
 
+/// Refuses attachment names CouchDB refuses on document writes
+/// (`chttpd_db:validate_attachment_name`).
+pub fn validate_attachment_name(name: &str) -> ApiResult<()> {
+    if name.starts_with('_') {
+        return Err(ApiError::bad_request(format!(
+            "Attachment name '{name}' starts with prohibited character '_'"
+        )));
+    }
+    Ok(())
+}
+
+/// [`validate_attachment_name`] for every attachment of a document.
+pub fn validate_attachment_names(doc: &ParsedDoc) -> ApiResult<()> {
+    doc.attachments.iter().try_for_each(|a| {
+        validate_attachment_name(match a {
+            NewAttachment::Data { name, .. } | NewAttachment::Stub { name, .. } => name,
+        })
+    })
+}
+
 /// Reads an attachment's `digest` field (`md5-<base64>`).
 pub fn parse_digest(s: &str) -> Option<[u8; 16]> {
     let b64 = s.strip_prefix("md5-")?;
@@ -63,7 +101,7 @@ pub fn format_digest(d: &[u8; 16]) -> String {
 
 fn parse_attachments(v: Value) -> ApiResult<Vec<NewAttachment>> {
     let Value::Object(map) = v else {
-        return Err(ApiError::bad_request(
+        return Err(ApiError::doc_validation(
             "Bad special document member: _attachments",
         ));
     };
@@ -126,33 +164,21 @@ pub fn parse_doc(obj: Map<String, Value>) -> ApiResult<ParsedDoc> {
             continue;
         }
         match k.as_str() {
+            // As `couch_doc:transfer_fields`: the id is checked wherever it appears.
             "_id" => match v {
-                Value::String(s) => doc.id = Some(s),
-                _ => return Err(ApiError::bad_request("Document id must be a string")),
+                Value::String(s) => {
+                    validate_doc_id(&s)?;
+                    doc.id = Some(s)
+                }
+                _ => return Err(ApiError::illegal_docid("Document id must be a string")),
             },
             "_rev" => match v {
                 Value::String(s) => doc.rev = Some(parse_rev(&s)?),
-                Value::Null => {}
                 _ => return Err(ApiError::bad_request("Invalid rev format")),
             },
-            "_deleted" => doc.deleted = v.as_bool().unwrap_or(false),
+            "_deleted" if v.is_boolean() => doc.deleted = v.as_bool().unwrap_or(false),
             "_attachments" => doc.attachments = parse_attachments(v)?,
-            "_revisions" => {
-                let start = v.get("start").and_then(|s| s.as_u64());
-                let ids = v.get("ids").and_then(|s| s.as_array()).and_then(|a| {
-                    a.iter()
-                        .map(|i| i.as_str().map(str::to_string))
-                        .collect::<Option<Vec<_>>>()
-                });
-                match (start, ids) {
-                    (Some(start), Some(ids))
-                        if !ids.is_empty() && ids.iter().all(|i| !i.is_empty()) =>
-                    {
-                        doc.revisions = Some((start, ids))
-                    }
-                    _ => return Err(ApiError::doc_validation("_revisions is invalid")),
-                }
-            }
+            "_revisions" if v.is_object() => doc.revisions = Some(parse_revisions(&v)?),
             "_revs_info" | "_conflicts" | "_deleted_conflicts" | "_local_seq" | "_access" => {}
             _ => {
                 return Err(ApiError::doc_validation(format!(
@@ -163,6 +189,41 @@ pub fn parse_doc(obj: Map<String, Value>) -> ApiResult<ParsedDoc> {
     }
     doc.body = serde_json::to_vec(&Value::Object(body)).unwrap_or_else(|_| b"{}".to_vec());
     Ok(doc)
+}
+
+/// Reads `_revisions` with `couch_doc`'s checks and messages.
+fn parse_revisions(v: &Value) -> ApiResult<(u64, Vec<String>)> {
+    let start = match v.get("start") {
+        Some(Value::Number(n)) if n.is_u64() || n.is_i64() => n.as_u64(),
+        _ => {
+            return Err(ApiError::doc_validation(
+                "_revisions.start isn't an integer.",
+            ))
+        }
+    };
+    let Some(Value::Array(raw_ids)) = v.get("ids") else {
+        return Err(ApiError::doc_validation("_revisions.ids isn't a array."));
+    };
+    // A negative start cannot name a revision.
+    let start = start.ok_or_else(|| ApiError::bad_request("Invalid rev format"))?;
+    let mut ids = Vec::with_capacity(raw_ids.len());
+    for id in raw_ids {
+        let Value::String(id) = id else {
+            return Err(ApiError::doc_validation("RevId isn't a string"));
+        };
+        if start != 0 && id.len() == 32 {
+            if !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(ApiError::doc_validation("RevId isn't a valid hexadecimal"));
+            }
+            ids.push(id.to_ascii_lowercase());
+        } else {
+            ids.push(id.clone());
+        }
+    }
+    if ids.is_empty() || ids.iter().any(String::is_empty) {
+        return Err(ApiError::bad_request("Invalid rev format"));
+    }
+    Ok((start, ids))
 }
 
 /// Turns a parsed document into a storage update for document `id`.
@@ -269,9 +330,6 @@ pub fn render_doc(
     push_str(out, r.id);
     out.extend_from_slice(b",\"_rev\":");
     push_str(out, &r.rev.to_string());
-    if r.deleted {
-        out.extend_from_slice(b",\"_deleted\":true");
-    }
     let inner = r
         .body
         .strip_prefix(b"{")
@@ -280,6 +338,10 @@ pub fn render_doc(
     if !inner.is_empty() {
         out.push(b',');
         out.extend_from_slice(inner);
+    }
+    // `couch_doc:to_json_body`: the flag follows the body's fields.
+    if r.deleted {
+        out.extend_from_slice(b",\"_deleted\":true");
     }
     let path = if opts.revs || opts.revs_info {
         r.info.tree.path_to(r.rev).unwrap_or_default()
@@ -315,10 +377,7 @@ pub fn render_doc(
         out.extend_from_slice(b",\"_revs_info\":");
         push_json(out, &Value::Array(infos));
     }
-    if opts.local_seq {
-        out.extend_from_slice(b",\"_local_seq\":");
-        out.extend_from_slice(r.info.seq.to_string().as_bytes());
-    }
+    // `couch_db:doc_meta_info` order: revs_info, conflicts, deleted_conflicts, local_seq.
     if opts.conflicts || opts.deleted_conflicts {
         let leaves = r.info.tree.leaves();
         let others = |deleted: bool| -> Vec<Value> {
@@ -342,6 +401,10 @@ pub fn render_doc(
                 push_json(out, &Value::Array(c));
             }
         }
+    }
+    if opts.local_seq {
+        out.extend_from_slice(b",\"_local_seq\":");
+        out.extend_from_slice(r.info.seq.to_string().as_bytes());
     }
     if !r.attachments.is_empty() {
         out.extend_from_slice(b",\"_attachments\":{");

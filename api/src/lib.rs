@@ -46,6 +46,8 @@ pub struct AppState {
     pub uuids: UuidGenerator,
     /// The server's uuid (`GET /`).
     pub server_uuid: String,
+    /// Counters of failed logins (`[chttpd_auth_lockout]`).
+    pub lockout: auth::lockout::Lockout,
     security_cache: RwLock<HashMap<String, Arc<Value>>>,
     request_ids: AtomicU64,
 }
@@ -63,6 +65,7 @@ impl AppState {
             credentials: CredentialCache::default(),
             uuids: UuidGenerator::new(),
             server_uuid,
+            lockout: Default::default(),
             security_cache: RwLock::new(HashMap::new()),
             request_ids: AtomicU64::new(rand::random::<u32>() as u64),
         })
@@ -125,6 +128,11 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request<Body>) -> Res
     let id = state.request_ids.fetch_add(1, Ordering::Relaxed);
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    let www_auth_requested = req
+        .headers()
+        .get("x-couchdb-www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let mut resp = match routes::handle(&state, req).await {
         Ok((r, cookie)) => {
             let mut r = r;
@@ -133,7 +141,14 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request<Body>) -> Res
             }
             r
         }
-        Err(e) => e.into_response(),
+        Err(mut e) => {
+            if e.status == axum::http::StatusCode::UNAUTHORIZED {
+                if let Some(v) = auth::www_authenticate(&state, www_auth_requested) {
+                    e.headers.push(("www-authenticate", v));
+                }
+            }
+            e.into_response()
+        }
     };
     let status = resp.status();
     if status.is_server_error() {
@@ -159,7 +174,9 @@ pub async fn serve(
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    // The client address feeds the authentication lockout.
+    let service = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service)
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -21,6 +21,8 @@ pub struct Req {
     pub body: Bytes,
     /// Who is asking.
     pub user: UserCtx,
+    /// The client's address, when known.
+    pub peer: Option<std::net::IpAddr>,
 }
 
 impl Req {
@@ -45,13 +47,22 @@ impl Req {
     pub fn uint_param(&self, name: &str) -> ApiResult<Option<u64>> {
         match self.param(name) {
             None => Ok(None),
-            Some(v) => v.trim().parse::<u64>().map(Some).map_err(|_| {
-                ApiError::new(
+            // As couch_mrview_http: a non-integer and a negative integer get
+            // different messages.
+            Some(v) => match v.trim().parse::<i128>() {
+                Ok(n) => u64::try_from(n).map(Some).map_err(|_| {
+                    ApiError::new(
+                        axum::http::StatusCode::BAD_REQUEST,
+                        "query_parse_error",
+                        format!("Invalid value for positive integer: \"{v}\""),
+                    )
+                }),
+                Err(_) => Err(ApiError::new(
                     axum::http::StatusCode::BAD_REQUEST,
                     "query_parse_error",
-                    format!("Invalid value for positive integer: \"{v}\""),
-                )
-            }),
+                    format!("Invalid value for integer: \"{v}\""),
+                )),
+            },
         }
     }
 
@@ -68,6 +79,24 @@ impl Req {
     /// A request header as text.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// `path` as an absolute URL on this server, as CouchDB's
+    /// `couch_httpd:absolute_uri`: host from `X-Forwarded-Host` or `Host`,
+    /// scheme `https` when `X-Forwarded-Ssl: on` or `X-Forwarded-Proto: https`.
+    /// A path not starting with `/` is a 400.
+    pub fn absolute_uri(&self, path: &str) -> ApiResult<String> {
+        if !path.starts_with('/') {
+            return Err(ApiError::bad_request("path must begin with a /."));
+        }
+        let host = self
+            .header("x-forwarded-host")
+            .or_else(|| self.header("host"))
+            .unwrap_or("localhost");
+        let https = self.header("x-forwarded-ssl") == Some("on")
+            || self.header("x-forwarded-proto") == Some("https");
+        let scheme = if https { "https" } else { "http" };
+        Ok(format!("{scheme}://{host}{path}"))
     }
 
     /// Whether the body is declared as JSON.

@@ -68,7 +68,12 @@ pub async fn handle(state: &AppState, req: Request<Body>) -> ApiResult<(Response
         .query()
         .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
         .unwrap_or_default();
-    let user = auth::authenticate(state, &parts.headers).await?;
+    let peer = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let user = auth::authenticate(state, &parts.headers, peer).await?;
+    auth::require_valid_user(state, &user, &parts.method, &segments)?;
     let cookie = user.refreshed_cookie.clone();
     let req = Req {
         method: parts.method,
@@ -77,6 +82,7 @@ pub async fn handle(state: &AppState, req: Request<Body>) -> ApiResult<(Response
         headers: parts.headers,
         body,
         user,
+        peer,
     };
     let resp = route(state, req).await?;
     Ok((resp, cookie))
@@ -94,14 +100,35 @@ async fn route(state: &AppState, req: Req) -> ApiResult<Response> {
         ["_dbs_info"] => server::dbs_info(state, &req).await,
         ["_active_tasks"] => server::active_tasks(state, &req),
         ["_membership"] => server::membership(state, &req),
+        ["_node"] => {
+            auth::require_admin(&req.user)?;
+            Err(ApiError::bad_request("Incomplete path to _node request"))
+        }
         ["_node", node_name, rest @ ..] => node::handle(state, &req, node_name, rest).await,
         ["favicon.ico"] => Err(ApiError::not_found("missing")),
         [db, rest @ ..] => {
             if !valid_db_name(db) {
-                return Err(ApiError::illegal_db_name(db));
+                return Err(illegal_db(&req, db, rest));
             }
             db_route(state, req, db, rest).await
         }
+    }
+}
+
+/// A request for a database whose name is not valid. As in CouchDB, any other
+/// `/_xxx` path is server-admin only, only a create is refused as illegal, and
+/// anything else finds no such database.
+fn illegal_db(req: &Req, db: &str, rest: &[&str]) -> ApiError {
+    let creates_or_deletes = rest.is_empty() && matches!(req.method, Method::PUT | Method::DELETE);
+    if db.starts_with('_') || creates_or_deletes {
+        if let Err(e) = auth::require_admin(&req.user) {
+            return e;
+        }
+    }
+    if rest.is_empty() && req.method == Method::PUT {
+        ApiError::illegal_db_name(db)
+    } else {
+        ApiError::no_db()
     }
 }
 
@@ -114,6 +141,9 @@ async fn db_route(state: &AppState, req: Req, db: &str, rest: &[&str]) -> ApiRes
     }
     if rest.is_empty() && req.method == Method::PUT {
         return database::create(state, &req, db).await;
+    }
+    if rest.is_empty() && req.method == Method::DELETE {
+        database::refuse_delete_with_rev(&req)?;
     }
     if !state.coordinator.db_exists(db) {
         return Err(ApiError::no_db());
@@ -173,12 +203,13 @@ async fn db_route(state: &AppState, req: Req, db: &str, rest: &[&str]) -> ApiRes
         [id] if id.starts_with("_design/") => {
             // CouchDB redirects an encoded design doc id to the slash form.
             if req.method == Method::GET {
+                // chttpd:send_redirect: an absolute URL.
                 let name = &id["_design/".len()..];
-                let location = format!(
+                let location = req.absolute_uri(&format!(
                     "/{}/_design/{}",
-                    percent_encoding::utf8_percent_encode(db, percent_encoding::NON_ALPHANUMERIC),
-                    percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC)
-                );
+                    document::url_encode(db),
+                    document::url_encode(name)
+                ))?;
                 let resp = crate::response::empty(StatusCode::MOVED_PERMANENTLY);
                 return Ok(crate::response::with_header(resp, "location", &location));
             }

@@ -25,7 +25,7 @@ pub struct DocWriteResult {
 }
 
 /// Which revisions of a document to open.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum RevSelector {
     /// The winning revision.
     Winner,
@@ -48,7 +48,7 @@ pub enum RevSelector {
 }
 
 /// One opened revision.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct OpenedRev {
     /// The revision.
     pub rev: Rev,
@@ -59,7 +59,7 @@ pub struct OpenedRev {
 }
 
 /// A document with the revisions asked for.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct OpenedDoc {
     /// Tree and sequence.
     pub info: DocInfo,
@@ -79,7 +79,7 @@ pub struct AllDocsQuery {
 }
 
 /// One `_all_docs` row.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct AllDocsRow {
     /// Document id.
     pub id: String,
@@ -146,7 +146,7 @@ pub struct ChangesResult {
 }
 
 /// `_revs_diff` answer for one document.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RevsDiff {
     /// Requested revisions the database lacks.
     pub missing: Vec<Rev>,
@@ -548,20 +548,24 @@ impl Coordinator {
                 .iter()
                 .map(|(_, s)| s.reader())
                 .collect::<Result<Vec<_>, _>>()?;
-            // Starting positions, per range.
-            let mut vector: Vec<SeqEntry> = shards
-                .iter()
-                .map(|(range, shard)| {
-                    let pos = q.since.position(range.begin, range.end, shard.uuid());
-                    seq_entry(&node, range, shard, pos)
-                })
-                .collect();
+            // Starting positions, per range. A descending feed starts at the current
+            // end of every range whatever `since` says (fabric_view_changes:get_start_seq)
+            // and walks down from there.
+            let mut vector: Vec<SeqEntry> = Vec::with_capacity(shards.len());
+            for ((range, shard), reader) in shards.iter().zip(&readers) {
+                let pos = if q.descending {
+                    reader.info()?.update_seq
+                } else {
+                    q.since.position(range.begin, range.end, shard.uuid())
+                };
+                vector.push(seq_entry(&node, range, shard, pos));
+            }
             let mut rows = Vec::new();
             for (i, reader) in readers.iter().enumerate() {
                 if rows.len() >= q.limit {
                     break;
                 }
-                let since = vector[i].seq;
+                let since = if q.descending { 0 } else { vector[i].seq };
                 let want = q.limit - rows.len();
                 let shard_rows = match &q.doc_ids {
                     Some(ids) => {
@@ -600,9 +604,7 @@ impl Coordinator {
                     None => reader.changes(since, want, q.descending)?,
                 };
                 for r in shard_rows {
-                    if !q.descending || vector[i].seq < r.seq {
-                        vector[i].seq = r.seq;
-                    }
+                    vector[i].seq = r.seq;
                     let (body, info) = if q.include_docs {
                         let info = reader.doc_info(&r.id)?;
                         let body = match r.leaves.first() {
@@ -624,18 +626,25 @@ impl Coordinator {
                 }
             }
             let mut pending = 0;
-            if q.doc_ids.is_none() && !q.descending {
-                for (i, reader) in readers.iter().enumerate() {
-                    pending += reader.count_changes_after(vector[i].seq)?;
+            if q.doc_ids.is_none() {
+                if q.descending {
+                    // Each range was walked down from its top: what is left is every
+                    // change not returned.
+                    let mut total = 0;
+                    for reader in &readers {
+                        total += reader.count_changes_after(0)?;
+                    }
+                    pending = total.saturating_sub(rows.len() as u64);
+                } else {
+                    for (i, reader) in readers.iter().enumerate() {
+                        pending += reader.count_changes_after(vector[i].seq)?;
+                    }
                 }
             }
-            if q.descending || rows.len() < q.limit {
+            if !q.descending && rows.len() < q.limit {
                 // Everything was seen: the feed ends at the current end of every range.
                 for (i, reader) in readers.iter().enumerate() {
                     vector[i].seq = vector[i].seq.max(reader.info()?.update_seq);
-                }
-                if q.descending {
-                    pending = 0;
                 }
             }
             Ok(ChangesResult {

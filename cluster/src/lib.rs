@@ -10,9 +10,12 @@
 
 mod coordinator;
 mod error;
+pub mod fabric;
 mod local_shards;
 mod metadata;
 pub mod quorum;
+pub mod raft;
+pub mod ring;
 pub mod seq;
 pub mod shard_map;
 

@@ -125,7 +125,12 @@ impl ShardMap {
             "by_range": by_range,
         });
         if !self.props.is_empty() {
-            doc["props"] = Value::Object(self.props.clone());
+            let mut props = self.props.clone();
+            // CouchDB records the partition-aware hash of partitioned dbs here.
+            if props.get("partitioned") == Some(&Value::Bool(true)) && !props.contains_key("hash") {
+                props.insert("hash".into(), json!(["couch_partition", "hash", []]));
+            }
+            doc["props"] = Value::Object(props);
         }
         doc
     }

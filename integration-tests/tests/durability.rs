@@ -79,7 +79,11 @@ fn acknowledged_writes_survive_kill_9() {
         w.join().unwrap();
     }
     let acked = acked.lock().unwrap().clone();
-    assert!(acked.len() > 100, "too few writes acknowledged: {}", acked.len());
+    assert!(
+        acked.len() > 100,
+        "too few writes acknowledged: {}",
+        acked.len()
+    );
 
     let node = node.restart(NodeOptions::default());
     // Check every acknowledged document through _all_docs with keys.
@@ -92,7 +96,11 @@ fn acknowledged_writes_survive_kill_9() {
         assert_eq!(s, 200, "{b}");
         let rows = b["rows"].as_array().unwrap();
         for ((id, rev), row) in chunk.iter().zip(rows) {
-            assert_eq!(row["id"], id.as_str(), "acknowledged doc lost: {id} ({row})");
+            assert_eq!(
+                row["id"],
+                id.as_str(),
+                "acknowledged doc lost: {id} ({row})"
+            );
             assert_eq!(row["value"]["rev"], rev.as_str(), "wrong rev for {id}");
         }
     }

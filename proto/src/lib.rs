@@ -4,14 +4,17 @@
 //! (tonic-prost-build with protox, no system `protoc`). This crate only ships the
 //! sources so that every crate refers to one copy of the protocol.
 
-/// The fabric service: shard-level operations a coordinator calls on a node.
+/// The fabric service: shard operations and Raft traffic between nodes.
 pub const FABRIC_PROTO: &str = include_str!("../proto/fabric.proto");
+
+/// Folder holding the `.proto` files, for build scripts.
+pub const PROTO_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/proto");
 
 #[cfg(test)]
 mod tests {
     #[test]
-    fn fabric_declares_the_shard_operations() {
-        for rpc in ["rpc UpdateDocs", "rpc OpenDoc", "rpc Changes", "rpc RevsDiff"] {
+    fn fabric_declares_its_calls() {
+        for rpc in ["rpc Shard(", "rpc ShardStream(", "rpc Raft("] {
             assert!(super::FABRIC_PROTO.contains(rpc), "{rpc} missing");
         }
     }

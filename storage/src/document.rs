@@ -53,7 +53,7 @@ pub struct RevBody {
 }
 
 /// An attachment as it arrives in a write.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum NewAttachment {
     /// New data.
     Data {
@@ -62,6 +62,7 @@ pub enum NewAttachment {
         /// MIME type.
         content_type: String,
         /// The bytes.
+        #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
     /// `"stub": true`: keep the attachment of the parent revision (interactive), or
@@ -75,7 +76,7 @@ pub enum NewAttachment {
 }
 
 /// How an update relates to the existing tree.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum EditKind {
     /// An interactive edit (`new_edits=true`): must extend `parent`, or create the
     /// document when `parent` is `None`. The shard computes the new revision id.
@@ -94,7 +95,7 @@ pub enum EditKind {
 }
 
 /// One document write as sent to a shard.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DocUpdate {
     /// Document id.
     pub id: String,
@@ -103,6 +104,7 @@ pub struct DocUpdate {
     /// Whether the new revision is a tombstone.
     pub deleted: bool,
     /// Compact JSON object bytes (user fields only).
+    #[serde(with = "serde_bytes")]
     pub body: Vec<u8>,
     /// Attachments of the new revision.
     pub attachments: Vec<NewAttachment>,
@@ -122,7 +124,7 @@ pub struct LocalDoc {
 }
 
 /// One row of a shard's changes feed.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ChangeRow {
     /// Shard-local sequence of this change.
     pub seq: u64,
@@ -146,7 +148,7 @@ pub struct PurgeInfo {
 }
 
 /// Counters and sizes of a shard.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ShardInfo {
     /// Non-deleted documents.
     pub doc_count: u64,

@@ -37,7 +37,7 @@ engine_error!(
 
 /// Why one document of a write was refused. The write of other documents in the
 /// same batch is unaffected.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum DocError {
     /// The edit does not extend a current leaf (409).
     #[error("Document update conflict.")]

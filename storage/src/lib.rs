@@ -23,4 +23,4 @@ pub use document::{
 };
 pub use error::{DocError, StorageError};
 pub use rev_tree::{Leaf, MergeOutcome, Rev, RevTree};
-pub use shard::{AllDocsRange, Shard};
+pub use shard::{AllDocsRange, Shard, ShardReader};

@@ -57,7 +57,7 @@ pub struct RevNode {
 }
 
 /// A leaf of the tree: a current revision of the document.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Leaf {
     /// The leaf revision.
     pub rev: Rev,

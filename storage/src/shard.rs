@@ -7,14 +7,14 @@ use crate::tables::{ATTACHMENTS, BODIES, BY_ID, BY_SEQ, LOCAL, META, PURGED};
 use crate::writer::{self, WriteOp, Writer};
 use crate::{DocError, DocUpdate, StorageError, UpdateResult};
 use redb::{Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTableMetadata};
+use std::cell::OnceCell;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::cell::OnceCell;
 use std::sync::{mpsc, Arc, Mutex};
 use tokio::sync::{oneshot, watch};
 
 /// Key range and order of an `_all_docs` scan over one shard.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct AllDocsRange {
     /// First id (in scan order) to include.
     pub start: Option<String>,
@@ -235,7 +235,9 @@ impl ShardReader {
 
     /// Whether attachment data with this digest is stored.
     pub fn has_attachment(&self, digest: &[u8; 16]) -> Result<bool, StorageError> {
-        Ok(table(&self.attachments, &self.txn, ATTACHMENTS)?.get(digest.as_slice())?.is_some())
+        Ok(table(&self.attachments, &self.txn, ATTACHMENTS)?
+            .get(digest.as_slice())?
+            .is_some())
     }
 
     /// A `_local` document by id (without the `_local/` prefix handling: the full id).
@@ -406,7 +408,9 @@ impl ShardReader {
 
     /// A raw shard-wide setting.
     pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(table(&self.meta, &self.txn, META)?.get(key)?.map(|v| v.value().to_vec()))
+        Ok(table(&self.meta, &self.txn, META)?
+            .get(key)?
+            .map(|v| v.value().to_vec()))
     }
 
     /// Counters and sizes.
@@ -418,7 +422,9 @@ impl ShardReader {
                 .unwrap_or(0))
         };
         let external = get(writer::META_EXTERNAL)?;
-        let att_bytes = table(&self.attachments, &self.txn, ATTACHMENTS)?.stats()?.stored_bytes();
+        let att_bytes = table(&self.attachments, &self.txn, ATTACHMENTS)?
+            .stats()?
+            .stored_bytes();
         Ok(ShardInfo {
             doc_count: get(writer::META_DOC_COUNT)?,
             doc_del_count: get(writer::META_DEL_COUNT)?,

@@ -275,7 +275,7 @@ impl Writer {
                 Pending::Unit(reply)
             }
             WriteOp::Compact { reply } => {
-                compact(t)?;
+                compact(t, self.counters.revs_limit.max(1))?;
                 Pending::Unit(reply)
             }
         })
@@ -566,8 +566,14 @@ fn resolve_interactive_atts(
                     encoded_length: None,
                 });
             }
-            NewAttachment::Stub { name, .. } => {
-                match parent_atts.iter().find(|p| &p.name == name) {
+            NewAttachment::Stub { name, info } => {
+                // As couch_att:merge_stubs: a stub that names a revpos must match
+                // the parent's (0 means the client gave none).
+                let revpos = info.as_ref().map_or(0, |i| i.revpos);
+                match parent_atts
+                    .iter()
+                    .find(|p| &p.name == name && (revpos == 0 || p.revpos == revpos))
+                {
                     Some(p) => out.push(p.clone()),
                     None => {
                         return Ok(Err(DocError::MissingStub {
@@ -657,9 +663,25 @@ fn apply_local(
     }
 }
 
-/// Drops bodies of revisions that are no longer leaves and attachments that no
-/// stored revision refers to.
-fn compact(t: &mut Tables<'_>) -> Result<(), StorageError> {
+/// Stems every revision tree to `revs_limit` (as CouchDB's compactor does, so a
+/// lowered limit reaches documents not edited since), then drops bodies of
+/// revisions that are no longer leaves and attachments that no stored revision
+/// refers to.
+fn compact(t: &mut Tables<'_>, revs_limit: usize) -> Result<(), StorageError> {
+    let mut stemmed: Vec<(String, Vec<u8>)> = Vec::new();
+    for item in t.by_id.iter()? {
+        let (k, v) = item?;
+        let mut info: DocInfo = decode(v.value())?;
+        let before = info.tree.clone();
+        info.tree.stem(revs_limit);
+        if info.tree != before {
+            stemmed.push((k.value().to_string(), encode(&info)?));
+        }
+    }
+    for (id, bytes) in &stemmed {
+        t.by_id.insert(id.as_str(), bytes.as_slice())?;
+    }
+
     let mut referenced: HashSet<[u8; 16]> = HashSet::new();
     let mut stale: Vec<(String, String)> = Vec::new();
     let mut current_id = String::new();

@@ -1,9 +1,7 @@
 //! Shard storage against real files: writes, conflicts, replication merges,
 //! reopening, local docs, purge, changes and compaction.
 
-use chaise_storage::{
-    AllDocsRange, DocError, DocUpdate, EditKind, NewAttachment, Rev, Shard,
-};
+use chaise_storage::{AllDocsRange, DocError, DocUpdate, EditKind, NewAttachment, Rev, Shard};
 use std::sync::Arc;
 
 fn rt() -> tokio::runtime::Runtime {
@@ -53,10 +51,18 @@ fn edits_conflicts_and_reopen() {
         let r1 = write1(&shard, edit("a", None, r#"{"v":1}"#)).await.unwrap();
         assert_eq!(r1.pos, 1);
         // Creating again without a rev conflicts; editing a stale rev conflicts.
-        assert_eq!(write1(&shard, edit("a", None, "{}")).await, Err(DocError::Conflict));
-        let r2 = write1(&shard, edit("a", Some(&r1), r#"{"v":2}"#)).await.unwrap();
+        assert_eq!(
+            write1(&shard, edit("a", None, "{}")).await,
+            Err(DocError::Conflict)
+        );
+        let r2 = write1(&shard, edit("a", Some(&r1), r#"{"v":2}"#))
+            .await
+            .unwrap();
         assert_eq!(r2.pos, 2);
-        assert_eq!(write1(&shard, edit("a", Some(&r1), "{}")).await, Err(DocError::Conflict));
+        assert_eq!(
+            write1(&shard, edit("a", Some(&r1), "{}")).await,
+            Err(DocError::Conflict)
+        );
         shard.close();
         (r1, r2)
     });
@@ -85,18 +91,26 @@ fn replicated_revisions_merge_and_pick_the_winner() {
     let rt = rt();
     rt.block_on(async {
         let shard = Shard::open(&dir.path().join("s.redb"), true).unwrap();
-        write1(&shard, replicated("d", 2, &["b", "a"], false)).await.unwrap();
-        write1(&shard, replicated("d", 2, &["c", "a"], false)).await.unwrap();
+        write1(&shard, replicated("d", 2, &["b", "a"], false))
+            .await
+            .unwrap();
+        write1(&shard, replicated("d", 2, &["c", "a"], false))
+            .await
+            .unwrap();
         // Same revision again: a no-op that does not take a new sequence.
         let seq = shard.reader().unwrap().info().unwrap().update_seq;
-        write1(&shard, replicated("d", 2, &["c", "a"], false)).await.unwrap();
+        write1(&shard, replicated("d", 2, &["c", "a"], false))
+            .await
+            .unwrap();
         assert_eq!(shard.reader().unwrap().info().unwrap().update_seq, seq);
         let info = shard.reader().unwrap().doc_info("d").unwrap().unwrap();
         let leaves = info.tree.leaves();
         assert_eq!(leaves.len(), 2);
         assert_eq!(leaves[0].rev.to_string(), "2-c", "higher rev id wins a tie");
         // Deleting the winner makes the other branch win.
-        write1(&shard, replicated("d", 3, &["z", "c"], true)).await.unwrap();
+        write1(&shard, replicated("d", 3, &["z", "c"], true))
+            .await
+            .unwrap();
         let info = shard.reader().unwrap().doc_info("d").unwrap().unwrap();
         assert_eq!(info.tree.winner().unwrap().rev.to_string(), "2-b");
         assert!(!info.is_deleted());
@@ -119,42 +133,86 @@ fn stubs_local_docs_purge_changes_and_compaction() {
         });
         let r1 = write1(&shard, u).await.unwrap();
         let mut u = edit("att", Some(&r1), r#"{"x":1}"#);
-        u.attachments.push(NewAttachment::Stub { name: "a.txt".into(), info: None });
+        u.attachments.push(NewAttachment::Stub {
+            name: "a.txt".into(),
+            info: None,
+        });
         let r2 = write1(&shard, u).await.unwrap();
-        let body = shard.reader().unwrap().rev_body("att", &r2).unwrap().unwrap();
+        let body = shard
+            .reader()
+            .unwrap()
+            .rev_body("att", &r2)
+            .unwrap()
+            .unwrap();
         assert_eq!(body.attachments[0].revpos, 1);
         assert_eq!(body.attachments[0].length, 5);
-        let data = shard.reader().unwrap().attachment(&body.attachments[0].digest).unwrap();
+        let data = shard
+            .reader()
+            .unwrap()
+            .attachment(&body.attachments[0].digest)
+            .unwrap();
         assert_eq!(data.as_deref(), Some(&b"hello"[..]));
         // A stub the parent does not have.
         let mut u = edit("att", Some(&r2), "{}");
-        u.attachments.push(NewAttachment::Stub { name: "nope".into(), info: None });
-        assert!(matches!(write1(&shard, u).await, Err(DocError::MissingStub { .. })));
+        u.attachments.push(NewAttachment::Stub {
+            name: "nope".into(),
+            info: None,
+        });
+        assert!(matches!(
+            write1(&shard, u).await,
+            Err(DocError::MissingStub { .. })
+        ));
 
         // Local docs: a counter, checked on update.
-        assert_eq!(shard.write_local("_local/x".into(), None, Some(b"{}".to_vec())).await.unwrap(), Ok(1));
-        assert_eq!(shard.write_local("_local/x".into(), Some(1), Some(b"{}".to_vec())).await.unwrap(), Ok(2));
         assert_eq!(
-            shard.write_local("_local/x".into(), Some(1), Some(b"{}".to_vec())).await.unwrap(),
+            shard
+                .write_local("_local/x".into(), None, Some(b"{}".to_vec()))
+                .await
+                .unwrap(),
+            Ok(1)
+        );
+        assert_eq!(
+            shard
+                .write_local("_local/x".into(), Some(1), Some(b"{}".to_vec()))
+                .await
+                .unwrap(),
+            Ok(2)
+        );
+        assert_eq!(
+            shard
+                .write_local("_local/x".into(), Some(1), Some(b"{}".to_vec()))
+                .await
+                .unwrap(),
             Err(DocError::LocalConflict)
         );
 
         // Changes list each doc once, at its latest sequence.
         write1(&shard, edit("b", None, "{}")).await.unwrap();
-        let rows = shard.reader().unwrap().changes(0, usize::MAX, false).unwrap();
+        let rows = shard
+            .reader()
+            .unwrap()
+            .changes(0, usize::MAX, false)
+            .unwrap();
         let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
         assert_eq!(ids, ["att", "b"]);
         let all = shard
             .reader()
             .unwrap()
-            .all_docs(&AllDocsRange { limit: 10, inclusive_end: true, ..Default::default() })
+            .all_docs(&AllDocsRange {
+                limit: 10,
+                inclusive_end: true,
+                ..Default::default()
+            })
             .unwrap();
         assert_eq!(all.len(), 2);
 
         // Purge the only leaf of "b": the document is gone, not a tombstone.
         let b = shard.reader().unwrap().doc_info("b").unwrap().unwrap();
         let leaf = b.tree.winner().unwrap().rev;
-        let purged = shard.purge(vec![("b".into(), vec![leaf.clone()])]).await.unwrap();
+        let purged = shard
+            .purge(vec![("b".into(), vec![leaf.clone()])])
+            .await
+            .unwrap();
         assert_eq!(purged, vec![("b".to_string(), vec![leaf])]);
         assert!(shard.reader().unwrap().doc_info("b").unwrap().is_none());
         let si = shard.reader().unwrap().info().unwrap();
@@ -181,7 +239,9 @@ fn concurrent_writers_share_commits_and_all_land() {
             let shard = shard.clone();
             tasks.push(tokio::spawn(async move {
                 for i in 0..20 {
-                    write1(&shard, edit(&format!("{t}-{i}"), None, "{}")).await.unwrap();
+                    write1(&shard, edit(&format!("{t}-{i}"), None, "{}"))
+                        .await
+                        .unwrap();
                 }
             }));
         }

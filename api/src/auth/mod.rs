@@ -1,14 +1,18 @@
 //! Authentication (basic and cookie) and the authorization rules of CouchDB 3.
 
+pub mod lockout;
 pub mod password;
 pub mod session_cookie;
 
+use crate::auth::password::HashAlg;
+use crate::auth::session_cookie::{CookieError, CookieOptions, SameSite};
 use crate::error::{ApiError, ApiResult};
 use crate::AppState;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Method};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::Value;
+use std::net::IpAddr;
 
 /// The user behind a request (CouchDB's `userCtx`).
 #[derive(Debug, Clone, Default)]
@@ -92,8 +96,19 @@ async fn lookup(state: &AppState, name: &str) -> Option<Credentials> {
 }
 
 /// Authenticates a request from its `Authorization` header or `AuthSession` cookie.
-/// Wrong basic credentials are a 401; a bad or expired cookie means anonymous.
-pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> ApiResult<UserCtx> {
+/// Wrong basic credentials are a 401; a cookie that is not `name:time:mac` is a
+/// 400; a forged or expired cookie means anonymous.
+pub async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: Option<IpAddr>,
+) -> ApiResult<UserCtx> {
+    let cookie = cookie_value(headers, session_cookie::COOKIE_NAME);
+    if let Some(token) = &cookie {
+        if let Err(e @ CookieError::Malformed) = session_cookie::parse_token(token) {
+            return Err(ApiError::bad_request(e.to_string()));
+        }
+    }
     if let Some(auth) = headers.get("authorization").and_then(|v| v.to_str().ok()) {
         if let Some(b64) = auth
             .strip_prefix("Basic ")
@@ -104,22 +119,29 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> ApiResult<Us
                 .ok()
                 .and_then(|d| String::from_utf8(d).ok())
                 .ok_or_else(|| {
-                    ApiError::bad_request("Authorization header has invalid encoding.")
+                    ApiError::bad_request("Authorization header has invalid base64 value")
                 })?;
-            let (name, pw) = decoded.split_once(':').unwrap_or((decoded.as_str(), ""));
-            let creds = lookup(state, name).await;
-            return match creds {
-                Some(c) if c.verify(state, name, pw) => Ok(UserCtx {
+            // As CouchDB: no `:` or the special `_:_` (logout) means anonymous.
+            let pair = decoded.split_once(':').filter(|p| *p != ("_", "_"));
+            let Some((name, pw)) = pair else {
+                return Ok(UserCtx::default());
+            };
+            let Some(creds) = lookup(state, name).await else {
+                return Err(ApiError::unauthorized("Name or password is incorrect."));
+            };
+            return if verify_with_lockout(state, peer, name, pw, Some(&creds))? {
+                Ok(UserCtx {
                     name: Some(name.to_string()),
-                    roles: c.roles(),
+                    roles: creds.roles(),
                     authenticated: Some("default"),
                     refreshed_cookie: None,
-                }),
-                _ => Err(ApiError::unauthorized("Name or password is incorrect.")),
+                })
+            } else {
+                Err(ApiError::unauthorized("Name or password is incorrect."))
             };
         }
     }
-    if let Some(token) = cookie_value(headers, "AuthSession") {
+    if let Some(token) = cookie {
         if let Some(user) = cookie_user(state, &token).await {
             return Ok(user);
         }
@@ -129,18 +151,24 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> ApiResult<Us
 
 async fn cookie_user(state: &AppState, token: &str) -> Option<UserCtx> {
     let (name, _) = session_cookie::decode_token(token)?;
+    let secret = state.secret();
+    if secret.is_empty() {
+        return None;
+    }
     let creds = lookup(state, &name).await?;
     let salt = creds.salt().unwrap_or_default();
-    let secret = state.secret();
-    let info =
-        session_cookie::verify_token(token, &secret, &salt, now_secs(), state.session_timeout())
-            .ok()?;
-    let refreshed_cookie = info.needs_refresh.then(|| {
-        session_cookie::set_cookie_header(
-            &session_cookie::make_token(&name, &secret, &salt, now_secs()),
-            Some(state.session_timeout()),
-        )
-    });
+    let info = session_cookie::verify_token_with(
+        token,
+        &[secret.as_str()],
+        &hash_algorithms(state),
+        &salt,
+        now_secs(),
+        state.session_timeout(),
+    )
+    .ok()?;
+    let refreshed_cookie = info
+        .needs_refresh
+        .then(|| session_set_cookie(state, &name, &salt));
     Some(UserCtx {
         name: Some(name),
         roles: creds.roles(),
@@ -149,19 +177,157 @@ async fn cookie_user(state: &AppState, token: &str) -> Option<UserCtx> {
     })
 }
 
-/// Checks a name and password (for `POST /_session`); returns the user's roles and
-/// the salt that keys their cookie.
+/// Verifies a password, refusing (403) while the user is locked out from
+/// `peer` and counting a failure otherwise. Unknown users (`None`) never match.
+fn verify_with_lockout(
+    state: &AppState,
+    peer: Option<IpAddr>,
+    name: &str,
+    pw: &str,
+    creds: Option<&Credentials>,
+) -> ApiResult<bool> {
+    let salt = creds.and_then(Credentials::salt).unwrap_or_default();
+    if state
+        .lockout
+        .is_locked_out(&state.config, peer, name, &salt)
+    {
+        tracing::warn!(
+            user = name,
+            ?peer,
+            "authentication refused: account locked out"
+        );
+        return Err(ApiError::forbidden(lockout::LOCKOUT_MSG));
+    }
+    let ok = creds.is_some_and(|c| c.verify(state, name, pw));
+    if !ok {
+        tracing::warn!(user = name, ?peer, "authentication failure");
+        state
+            .lockout
+            .record_failure(&state.config, peer, name, &salt);
+    }
+    Ok(ok)
+}
+
+/// Checks a name and password from `peer` (for `POST /_session`); returns the
+/// user's roles and the salt that keys their cookie, `None` for wrong
+/// credentials, and a 403 while the user is locked out.
 pub async fn check_password(
     state: &AppState,
     name: &str,
     pw: &str,
-) -> Option<(Vec<String>, String)> {
-    let creds = lookup(state, name).await?;
-    if creds.verify(state, name, pw) {
-        Some((creds.roles(), creds.salt().unwrap_or_default()))
+    peer: Option<IpAddr>,
+) -> ApiResult<Option<(Vec<String>, String)>> {
+    let creds = lookup(state, name).await;
+    if verify_with_lockout(state, peer, name, pw, creds.as_ref())? {
+        Ok(creds.map(|c| (c.roles(), c.salt().unwrap_or_default())))
     } else {
-        None
+        Ok(None)
     }
+}
+
+/// `[chttpd_auth] hash_algorithms`: the first signs new session cookies, any
+/// of them verifies one.
+fn hash_algorithms(state: &AppState) -> Vec<HashAlg> {
+    session_cookie::parse_hash_algorithms(&state.config.get_or(
+        "chttpd_auth",
+        "hash_algorithms",
+        "sha256, sha",
+    ))
+}
+
+/// The cookie signing secret, created (and persisted) if none is configured, as
+/// CouchDB's `ensure_cookie_auth_secret`.
+pub fn ensure_secret(state: &AppState) -> String {
+    let secret = state.secret();
+    if !secret.is_empty() {
+        return secret;
+    }
+    let secret = hex::encode(rand::random::<[u8; 16]>());
+    if let Err(e) = state.config.set("chttpd_auth", "secret", &secret, true) {
+        tracing::warn!(error = %e, "could not persist the new cookie secret");
+        state.config.set_in_memory("chttpd_auth", "secret", &secret);
+    }
+    secret
+}
+
+/// Attributes of the `AuthSession` cookie from `[chttpd_auth]`
+/// (`allow_persistent_cookies`, `timeout`, `cookie_domain`, `same_site`).
+pub fn cookie_options(state: &AppState) -> CookieOptions {
+    let persistent = state
+        .config
+        .get_bool("chttpd_auth", "allow_persistent_cookies", true);
+    CookieOptions {
+        max_age: persistent.then(|| state.session_timeout()),
+        secure: false,
+        domain: state
+            .config
+            .get("chttpd_auth", "cookie_domain")
+            .filter(|d| !d.trim().is_empty()),
+        same_site: state
+            .config
+            .get("chttpd_auth", "same_site")
+            .and_then(|v| SameSite::parse(&v)),
+    }
+}
+
+/// The `Set-Cookie` value of a new session of `name` (whose cookies are keyed by
+/// `salt`).
+pub fn session_set_cookie(state: &AppState, name: &str, salt: &str) -> String {
+    let secret = ensure_secret(state);
+    let alg = hash_algorithms(state)
+        .first()
+        .copied()
+        .unwrap_or(HashAlg::Sha256);
+    let now = now_secs();
+    let token = session_cookie::make_token_with(alg, name, &secret, salt, now);
+    session_cookie::set_cookie_header_with(&token, &cookie_options(state), now)
+}
+
+/// The `Set-Cookie` value that ends a session.
+pub fn clear_session_cookie(state: &AppState) -> String {
+    session_cookie::clear_cookie_header_with(&cookie_options(state), now_secs())
+}
+
+/// `[chttpd] require_valid_user` (and `require_valid_user_except_for_up`):
+/// anonymous requests get 401 "Authentication required.". Logging in with
+/// `POST /_session` is always possible.
+pub fn require_valid_user(
+    state: &AppState,
+    user: &UserCtx,
+    method: &Method,
+    segments: &[String],
+) -> ApiResult<()> {
+    if user.name.is_some() {
+        return Ok(());
+    }
+    let all = state.config.get_bool("chttpd", "require_valid_user", false);
+    let except_up = state
+        .config
+        .get_bool("chttpd", "require_valid_user_except_for_up", false);
+    let required = match segments {
+        [s] if s == "_session" && *method == Method::POST => false,
+        [s] if s == "_up" => all && !except_up,
+        _ => all || except_up,
+    };
+    if required {
+        Err(ApiError::unauthorized("Authentication required."))
+    } else {
+        Ok(())
+    }
+}
+
+/// The `WWW-Authenticate` header of a 401 error: the request's
+/// `X-CouchDB-WWW-Authenticate`, else `[chttpd] WWW-Authenticate`, else the
+/// basic-auth challenge when `require_valid_user` is on.
+pub fn www_authenticate(state: &AppState, requested: Option<String>) -> Option<String> {
+    requested
+        .or_else(|| state.config.get("chttpd", "WWW-Authenticate"))
+        .or_else(|| {
+            state
+                .config
+                .get_bool("chttpd", "require_valid_user", false)
+                .then(|| "Basic realm=\"server\"".to_string())
+        })
 }
 
 /// A cookie's value from the `Cookie` header.
@@ -188,16 +354,13 @@ fn denied(user: &UserCtx, anon_reason: &str, reason: &str) -> ApiError {
     }
 }
 
-/// Requires a server admin.
+/// Requires a server admin. Unlike database access checks this is a 401 even
+/// for a signed-in user, as CouchDB's `verify_is_server_admin`.
 pub fn require_admin(user: &UserCtx) -> ApiResult<()> {
     if user.is_admin() {
         Ok(())
     } else {
-        Err(denied(
-            user,
-            "You are not a server admin.",
-            "You are not a server admin.",
-        ))
+        Err(ApiError::unauthorized("You are not a server admin."))
     }
 }
 

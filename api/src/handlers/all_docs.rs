@@ -3,7 +3,7 @@
 use crate::doc_json::{render_doc, render_local, RenderOpts, RenderRev};
 use crate::error::{ApiError, ApiResult};
 use crate::handlers::document::inline_data;
-use crate::request::{parse_bool, Req};
+use crate::request::Req;
 use crate::response::{json_bytes, push_json, push_str};
 use crate::routes::{not_allowed, DbCtx};
 use crate::AppState;
@@ -43,6 +43,27 @@ fn query_error(reason: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "query_parse_error", reason)
 }
 
+/// `couch_mrview_http:parse_boolean`: case-insensitive `true`/`false`.
+fn mr_bool(v: &str) -> ApiResult<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(query_error(format!("Invalid boolean parameter: \"{v}\""))),
+    }
+}
+
+/// `couch_mrview_http:parse_pos_int`: a non-integer and a negative integer get
+/// different messages.
+fn mr_pos_int(v: &str) -> ApiResult<usize> {
+    match v.parse::<i128>() {
+        Ok(n) if n >= 0 => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
+        Ok(_) => Err(query_error(format!(
+            "Invalid value for positive integer: \"{v}\""
+        ))),
+        Err(_) => Err(query_error(format!("Invalid value for integer: \"{v}\""))),
+    }
+}
+
 /// Reads parameters from name/value pairs whose values are query-string text.
 fn parse_params(pairs: &[(String, String)]) -> ApiResult<Params> {
     let get = |n: &str| {
@@ -52,41 +73,42 @@ fn parse_params(pairs: &[(String, String)]) -> ApiResult<Params> {
             .find(|(k, _)| k == n)
             .map(|(_, v)| v.as_str())
     };
+    // Key parameters are JSON; CouchDB's decoder throws `invalid_json`.
     let json_of = |n: &str| -> ApiResult<Option<Value>> {
         get(n)
             .map(|v| {
-                serde_json::from_str(v)
-                    .map_err(|_| query_error(format!("Invalid value for `{n}`: {v}")))
+                serde_json::from_str(v).map_err(|_| ApiError::bad_request("invalid UTF-8 JSON"))
             })
             .transpose()
     };
-    let boolean = |n: &str, d: bool| get(n).map_or(Ok(d), |v| parse_bool(n, v));
-    let uint = |n: &str| -> ApiResult<Option<usize>> {
-        get(n)
-            .map(|v| {
-                v.parse::<usize>().map_err(|_| {
-                    query_error(format!("Invalid value for positive integer: \"{v}\""))
-                })
-            })
-            .transpose()
-    };
+    let boolean = |n: &str, d: bool| get(n).map_or(Ok(d), mr_bool);
+    let uint = |n: &str| -> ApiResult<Option<usize>> { get(n).map(mr_pos_int).transpose() };
     let key = json_of("key")?;
     let keys = match json_of("keys")? {
         None => None,
         Some(Value::Array(a)) => Some(a),
-        Some(_) => return Err(query_error("`keys` must be an array")),
+        Some(_) => return Err(ApiError::bad_request("`keys` parameter must be an array.")),
     };
     let start = json_of("startkey")?.or(json_of("start_key")?);
     let end = json_of("endkey")?.or(json_of("end_key")?);
-    if keys.is_some() && (key.is_some() || start.is_some() || end.is_some()) {
-        return Err(query_error(
-            "`keys` is incompatible with `key`, `start_key` and `end_key`",
-        ));
-    }
     let (start, end) = match key {
         Some(k) => (Some(k.clone()), Some(k)),
         None => (start, end),
     };
+    // couch_mrview_util:validate_args: an empty key list, or a single key equal to
+    // `key`, may be combined with a range.
+    if let Some(keys) = &keys {
+        let ok = match (keys.as_slice(), &start, &end) {
+            ([], _, _) | ([_, ..], None, None) => true,
+            ([k], Some(s), Some(e)) => k == s && k == e,
+            _ => false,
+        };
+        if !ok {
+            return Err(query_error(
+                "`keys` is incompatible with `key`, `start_key` and `end_key`",
+            ));
+        }
+    }
     let meta = boolean("meta", false)?;
     Ok(Params {
         keys,
@@ -184,12 +206,13 @@ pub async fn local_docs(state: &AppState, req: &Req, ctx: &DbCtx<'_>) -> ApiResu
     all_docs(state, req, ctx, Kind::Local).await
 }
 
-/// The parameters of a listing request: query string, plus a POST body's fields.
+/// The parameters of a listing request: a POST body's fields, then the query string
+/// (which CouchDB parses last, so it wins).
 fn request_pairs(req: &Req) -> ApiResult<Vec<(String, String)>> {
-    let mut pairs = req.query.clone();
     match req.method {
-        Method::GET | Method::HEAD => {}
+        Method::GET | Method::HEAD => Ok(req.query.clone()),
         Method::POST => {
+            req.require_json()?;
             let body = req.json_object()?;
             if let Some(keys) = body.get("keys") {
                 if !keys.is_array() {
@@ -198,11 +221,12 @@ fn request_pairs(req: &Req) -> ApiResult<Vec<(String, String)>> {
                     ));
                 }
             }
-            pairs.extend(pairs_of(&body));
+            let mut pairs = pairs_of(&body);
+            pairs.extend(req.query.iter().cloned());
+            Ok(pairs)
         }
-        _ => return Err(not_allowed("GET,HEAD,POST")),
+        _ => Err(not_allowed("GET,HEAD,POST")),
     }
-    Ok(pairs)
 }
 
 /// `POST /{db}/_all_docs/queries` (and the design/local forms).
@@ -217,7 +241,9 @@ pub async fn queries(
     }
     let body = req.json_object()?;
     let Some(Value::Array(queries)) = body.get("queries") else {
-        return Err(ApiError::bad_request("Missing JSON list of 'queries'."));
+        return Err(ApiError::bad_request(
+            "POST body must include `queries` parameter.",
+        ));
     };
     let mut out = b"{\"results\":[".to_vec();
     for (i, q) in queries.iter().enumerate() {
@@ -233,6 +259,50 @@ pub async fn queries(
     Ok(json_bytes(StatusCode::OK, out))
 }
 
+/// Whether `id` belongs to the id space of `kind`.
+fn in_namespace(kind: Kind, id: &str) -> bool {
+    match kind {
+        Kind::All => true,
+        Kind::Design => id.starts_with("_design/"),
+        Kind::Local => id.starts_with("_local/"),
+    }
+}
+
+/// The row of a `_local` document.
+fn local_row(id: &str, doc: &chaise_storage::LocalDoc, include_docs: bool) -> Vec<u8> {
+    let mut row = b"{\"id\":".to_vec();
+    push_str(&mut row, id);
+    row.extend_from_slice(b",\"key\":");
+    push_str(&mut row, id);
+    row.extend_from_slice(b",\"value\":{\"rev\":");
+    push_str(&mut row, &format!("0-{}", doc.rev));
+    row.push(b'}');
+    if include_docs {
+        row.extend_from_slice(b",\"doc\":");
+        render_local(&mut row, id, doc.rev, &doc.body);
+    }
+    row.push(b'}');
+    row
+}
+
+/// Number of live design documents: `total_rows` of `_design_docs`
+/// (`couch_db:get_design_doc_count`).
+async fn design_doc_count(state: &AppState, ctx: &DbCtx<'_>) -> ApiResult<u64> {
+    let range = AllDocsRange {
+        start: Some("_design/".into()),
+        end: Some("_design0".into()),
+        inclusive_end: false,
+        descending: false,
+        limit: usize::MAX,
+    };
+    let q = AllDocsQuery {
+        range,
+        skip: 0,
+        include_docs: false,
+    };
+    Ok(state.coordinator.all_docs(ctx.db, q).await?.rows.len() as u64)
+}
+
 async fn run(
     state: &AppState,
     ctx: &DbCtx<'_>,
@@ -243,60 +313,71 @@ async fn run(
     let mut out = Vec::with_capacity(4096);
     let mut rows: Vec<Vec<u8>> = Vec::new();
     let (total, offset): (Option<u64>, Option<u64>);
-    if kind == Kind::Local {
+    // `Some(None)` renders `"update_seq":null`.
+    let mut update_seq: Option<Option<String>> = None;
+    if let Some(keys) = &p.keys {
+        // fabric_view_all_docs: reverse for descending, then skip and limit, then
+        // drop keys outside the namespace.
+        let mut keys: Vec<Value> = keys.clone();
+        if p.descending {
+            keys.reverse();
+        }
+        let keys: Vec<Value> = keys
+            .into_iter()
+            .skip(p.skip)
+            .take(p.limit)
+            .filter(|k| kind == Kind::All || k.as_str().is_some_and(|id| in_namespace(kind, id)))
+            .collect();
+        let not_found = |key: &Value| {
+            let mut v = b"{\"key\":".to_vec();
+            push_json(&mut v, key);
+            v.extend_from_slice(b",\"error\":\"not_found\"}");
+            v
+        };
+        if kind == Kind::Local {
+            for key in &keys {
+                let id = key.as_str().unwrap_or_default();
+                match state.coordinator.get_local(ctx.db, id).await? {
+                    Some(doc) => rows.push(local_row(id, &doc, p.include_docs)),
+                    None => rows.push(not_found(key)),
+                }
+            }
+        } else {
+            let ids: Vec<String> = keys
+                .iter()
+                .map(|k| k.as_str().unwrap_or_default().to_string())
+                .collect();
+            let found = state
+                .coordinator
+                .docs_by_id(ctx.db, ids, p.include_docs)
+                .await?;
+            for (key, row) in keys.iter().zip(found) {
+                rows.push(match row {
+                    Some(r) => render_row(state, ctx, &r, &p).await?,
+                    None => not_found(key),
+                });
+            }
+        }
+        total = match kind {
+            Kind::Local => None,
+            Kind::Design => Some(design_doc_count(state, ctx).await?),
+            Kind::All => Some(state.coordinator.db_info(ctx.db).await?.totals.doc_count),
+        };
+        offset = None;
+        if p.update_seq {
+            update_seq = Some(None);
+        }
+    } else if kind == Kind::Local {
         let range = range_for(kind, &p);
         let docs = state.coordinator.local_docs(ctx.db, range, p.skip).await?;
         for (id, doc) in docs {
-            let mut row = b"{\"id\":".to_vec();
-            push_str(&mut row, &id);
-            row.extend_from_slice(b",\"key\":");
-            push_str(&mut row, &id);
-            row.extend_from_slice(b",\"value\":{\"rev\":");
-            push_str(&mut row, &format!("0-{}", doc.rev));
-            row.push(b'}');
-            if p.include_docs {
-                row.extend_from_slice(b",\"doc\":");
-                render_local(&mut row, &id, doc.rev, &doc.body);
-            }
-            row.push(b'}');
-            rows.push(row);
+            rows.push(local_row(&id, &doc, p.include_docs));
         }
         total = None;
         offset = None;
-    } else if let Some(keys) = &p.keys {
-        let ids: Vec<String> = keys
-            .iter()
-            .map(|k| k.as_str().unwrap_or("").to_string())
-            .collect();
-        let found = state
-            .coordinator
-            .docs_by_id(ctx.db, ids, p.include_docs)
-            .await?;
-        let mut items: Vec<(Value, Option<AllDocsRow>)> = keys.iter().cloned().zip(found).collect();
-        if p.descending {
-            items.reverse();
+        if p.update_seq {
+            update_seq = Some(None);
         }
-        for (key, row) in items.into_iter().skip(p.skip).take(p.limit) {
-            let keep = match (&row, kind) {
-                (Some(r), Kind::Design) => r.id.starts_with("_design/"),
-                _ => true,
-            };
-            if !keep {
-                continue;
-            }
-            rows.push(match row {
-                Some(r) => render_row(state, ctx, &r, &p, true).await?,
-                None => {
-                    let mut v = b"{\"key\":".to_vec();
-                    push_json(&mut v, &key);
-                    v.extend_from_slice(b",\"error\":\"not_found\"}");
-                    v
-                }
-            });
-        }
-        let info = state.coordinator.db_info(ctx.db).await?;
-        total = Some(info.totals.doc_count);
-        offset = None;
     } else {
         let range = range_for(kind, &p);
         let result = state
@@ -311,23 +392,38 @@ async fn run(
             )
             .await?;
         for r in &result.rows {
-            rows.push(render_row(state, ctx, r, &p, false).await?);
+            rows.push(render_row(state, ctx, r, &p).await?);
         }
-        total = Some(result.total_rows);
-        offset = Some(result.offset);
+        if kind == Kind::Design {
+            // The offset counts every document before the first row, capped by the
+            // total as fabric does.
+            let n = design_doc_count(state, ctx).await?;
+            total = Some(n);
+            offset = Some(result.offset.min(n));
+        } else {
+            total = Some(result.total_rows);
+            offset = Some(result.offset);
+        }
+        if p.update_seq {
+            let seq = state.coordinator.current_seq(ctx.db).await?.encode();
+            update_seq = Some(Some(seq));
+        }
     }
     out.extend_from_slice(b"{\"total_rows\":");
     push_json(&mut out, &json!(total));
     out.extend_from_slice(b",\"offset\":");
     push_json(&mut out, &json!(offset));
-    if p.update_seq && kind != Kind::Local {
+    if let Some(seq) = update_seq {
         out.extend_from_slice(b",\"update_seq\":");
-        let seq = state.coordinator.current_seq(ctx.db).await?.encode();
-        push_str(&mut out, &seq);
+        push_json(&mut out, &json!(seq));
     }
-    out.extend_from_slice(b",\"rows\":[");
+    // couch_mrview_http: the meta chunk ends in "[\r\n", rows are separated by
+    // ",\r\n" and the listing closes with "\r\n]}".
+    out.extend_from_slice(b",\"rows\":[\r\n");
     for (i, row) in rows.iter().enumerate() {
-        out.extend_from_slice(if i == 0 { b"\r\n" } else { b",\r\n" });
+        if i > 0 {
+            out.extend_from_slice(b",\r\n");
+        }
         out.extend_from_slice(row);
     }
     out.extend_from_slice(b"\r\n]}");
@@ -339,7 +435,6 @@ async fn render_row(
     ctx: &DbCtx<'_>,
     r: &AllDocsRow,
     p: &Params,
-    by_key: bool,
 ) -> ApiResult<Vec<u8>> {
     let mut row = b"{\"id\":".to_vec();
     push_str(&mut row, &r.id);
@@ -379,7 +474,6 @@ async fn render_row(
             _ => row.extend_from_slice(b"null"),
         }
     }
-    let _ = by_key;
     row.push(b'}');
     Ok(row)
 }

@@ -1,8 +1,8 @@
 //! Standalone attachments: `GET|HEAD|PUT|DELETE /{db}/{docid}/{attname}`.
 
-use crate::doc_json::{parse_rev, ParsedDoc};
+use crate::doc_json::{self, parse_rev, ParsedDoc};
 use crate::error::{ApiError, ApiResult};
-use crate::handlers::document::{if_none_match, save};
+use crate::handlers::document::{agreed_rev, if_none_match, url_encode, write, Saved};
 use crate::request::Req;
 use crate::response::{empty, head_of, with_header};
 use crate::routes::{not_allowed, DbCtx};
@@ -50,15 +50,6 @@ pub async fn handle(
         Method::DELETE => edit(state, req, ctx, id, name, None).await,
         _ => Err(not_allowed("DELETE,GET,HEAD,PUT")),
     }
-}
-
-fn wanted_rev(req: &Req) -> ApiResult<Option<Rev>> {
-    let q = req.param("rev").map(parse_rev).transpose()?;
-    let m = req
-        .header("if-match")
-        .map(|h| parse_rev(h.trim().trim_matches('"')))
-        .transpose()?;
-    Ok(q.or(m))
 }
 
 async fn open(
@@ -117,7 +108,8 @@ async fn get(
     Ok(with_header(resp, "accept-ranges", "none"))
 }
 
-/// Writes a new revision with attachment `name` replaced (`Some`) or removed.
+/// Writes a new revision with attachment `name` replaced (`Some`) or removed, as
+/// `chttpd_db:db_attachment_req` does.
 async fn edit(
     state: &AppState,
     req: &Req,
@@ -126,24 +118,42 @@ async fn edit(
     name: &str,
     new: Option<NewAttachment>,
 ) -> ApiResult<Response> {
-    let rev = wanted_rev(req)?;
-    if new.is_none() && rev.is_none() {
-        return Err(ApiError::conflict());
-    }
-    let parent = match &rev {
-        Some(r) => Some(
-            open(state, ctx, id, Some(r.clone()))
-                .await?
-                .ok_or_else(ApiError::conflict)?,
-        ),
-        None => None,
-    };
-    let (body, mut attachments) = match &parent {
-        Some((_, _, b)) => {
-            if new.is_none() && !b.attachments.iter().any(|a| a.name == name) {
-                return Err(ApiError::not_found("Document is missing attachment"));
+    doc_json::validate_attachment_name(name)?;
+    let deleting = new.is_none();
+    let missing_att = || ApiError::not_found("Document is missing attachment");
+    let rev = agreed_rev(req, None)?;
+    let (body, mut attachments) = match &rev {
+        None => {
+            // A new document; deleting needs the document and the attachment to
+            // exist (and then conflicts for want of a rev).
+            if deleting {
+                let doc = state
+                    .coordinator
+                    .open_doc(ctx.db, id, RevSelector::Winner)
+                    .await?
+                    .ok_or_else(|| ApiError::not_found("missing"))?;
+                match doc.revs.into_iter().next() {
+                    Some(Ok(r)) if r.deleted => return Err(ApiError::not_found("deleted")),
+                    Some(Ok(r)) => {
+                        let atts = r.body.map(|b| b.attachments).unwrap_or_default();
+                        if !atts.iter().any(|a| a.name == name) {
+                            return Err(missing_att());
+                        }
+                    }
+                    _ => return Err(ApiError::not_found("missing")),
+                }
             }
-            let stubs: Vec<NewAttachment> = b
+            (b"{}".to_vec(), Vec::new())
+        }
+        Some(r) => {
+            // The revision must be one the database can open (else 409 missing_rev).
+            let (_, _, parent) = open(state, ctx, id, Some(r.clone()))
+                .await?
+                .ok_or_else(|| ApiError::new(StatusCode::CONFLICT, "not_found", "missing_rev"))?;
+            if deleting && !parent.attachments.iter().any(|a| a.name == name) {
+                return Err(missing_att());
+            }
+            let stubs: Vec<NewAttachment> = parent
                 .attachments
                 .iter()
                 .filter(|a| a.name != name)
@@ -152,23 +162,29 @@ async fn edit(
                     info: None,
                 })
                 .collect();
-            (b.body.clone(), stubs)
+            (parent.body, stubs)
         }
-        None => (b"{}".to_vec(), Vec::new()),
     };
-    let deleting = new.is_none();
-    attachments.extend(new);
+    attachments.splice(0..0, new);
     let parsed = ParsedDoc {
         rev,
         body,
         attachments,
         ..Default::default()
     };
-    let resp = save(state, req, ctx, parsed, id.to_string(), true).await?;
-    if deleting && resp.status() == StatusCode::CREATED {
-        let mut resp = resp;
-        *resp.status_mut() = StatusCode::OK;
-        return Ok(resp);
+    let saved = write(state, req, ctx, parsed, id.to_string(), true).await?;
+    if deleting {
+        let saved = Saved {
+            status: StatusCode::OK,
+            ..saved
+        };
+        return Ok(saved.response(false, None));
     }
-    Ok(resp)
+    let location = req.absolute_uri(&format!(
+        "/{}/{}/{}",
+        ctx.db,
+        url_encode(id),
+        url_encode(name)
+    ))?;
+    Ok(saved.response(false, Some(&location)))
 }

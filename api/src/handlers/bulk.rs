@@ -26,10 +26,14 @@ pub async fn bulk_docs(state: &AppState, req: &Req, ctx: &DbCtx<'_>) -> ApiResul
     }
     req.require_json()?;
     let mut body = req.json_object()?;
-    let Some(Value::Array(docs)) = body.remove("docs") else {
-        return Err(ApiError::bad_request(
-            "POST body must include `docs` parameter.",
-        ));
+    let docs = match body.remove("docs") {
+        Some(Value::Array(docs)) => docs,
+        Some(_) => return Err(ApiError::bad_request("`docs` parameter must be an array.")),
+        None => {
+            return Err(ApiError::bad_request(
+                "POST body must include `docs` parameter.",
+            ))
+        }
     };
     let new_edits = match body.get("new_edits") {
         None => true,
@@ -40,15 +44,8 @@ pub async fn bulk_docs(state: &AppState, req: &Req, ctx: &DbCtx<'_>) -> ApiResul
             ))
         }
     };
-    if body.get("all_or_nothing") == Some(&Value::Bool(true)) {
-        let items: Vec<Value> = docs
-            .iter()
-            .map(|d| {
-                json!({"id": d.get("_id"), "error": "not_implemented",
-                       "reason": "all_or_nothing is not supported"})
-            })
-            .collect();
-        return Ok(json(StatusCode::EXPECTATION_FAILED, &Value::Array(items)));
+    if new_edits && body.get("all_or_nothing") == Some(&Value::Bool(true)) {
+        return all_or_nothing(state, docs);
     }
     let w = match body.get("w") {
         Some(v) => v.as_u64().map(|w| w as usize),
@@ -139,15 +136,52 @@ pub async fn bulk_docs(state: &AppState, req: &Req, ctx: &DbCtx<'_>) -> ApiResul
     Ok(json(status, &Value::Array(out)))
 }
 
+/// `all_or_nothing: true`: CouchDB 3.x validates the documents, then refuses the whole
+/// batch with 417 and one `not_implemented` item per document (fabric_doc_update).
+fn all_or_nothing(state: &AppState, docs: Vec<Value>) -> ApiResult<Response> {
+    let mut items = Vec::with_capacity(docs.len());
+    for doc in docs {
+        let Value::Object(obj) = doc else {
+            return Err(ApiError::bad_request("Document must be a JSON object"));
+        };
+        let parsed = doc_json::parse_doc(obj)?;
+        let id = match parsed.id {
+            Some(id) => id,
+            None => state.uuids.next(),
+        };
+        doc_json::validate_doc_id(&id)?;
+        // A new document has no revision: `couch_doc:rev_to_str({0, <<>>})`.
+        let rev = parsed
+            .rev
+            .map_or_else(|| "0-".to_string(), |r| r.to_string());
+        items.push(json!({"id": id, "rev": rev, "error": "not_implemented",
+                          "reason": "all_or_nothing is not supported"}));
+    }
+    Ok(json(StatusCode::EXPECTATION_FAILED, &Value::Array(items)))
+}
+
+/// Query parameters `_bulk_get` refuses: they belong in the per-document items.
+const BULK_GET_REFUSED: [&str; 5] = ["open_revs", "new_edits", "w", "rev", "atts_since"];
+
 /// `POST /{db}/_bulk_get`.
 pub async fn bulk_get(state: &AppState, req: &Req, ctx: &DbCtx<'_>) -> ApiResult<Response> {
     if req.method != Method::POST {
         return Err(not_allowed("POST"));
     }
+    req.require_json()?;
     let body = req.json_object()?;
     let Some(Value::Array(docs)) = body.get("docs") else {
         return Err(ApiError::bad_request("Missing JSON list of 'docs'."));
     };
+    if let Some((k, _)) = req
+        .query
+        .iter()
+        .find(|(k, _)| BULK_GET_REFUSED.contains(&k.as_str()))
+    {
+        return Err(ApiError::bad_request(format!(
+            "\"{k}\" query parameter is not acceptable"
+        )));
+    }
     let base = render_opts(req)?;
     let latest = req.bool_param("latest", false)?;
     let mut out = b"{\"results\":[".to_vec();
@@ -157,10 +191,30 @@ pub async fn bulk_get(state: &AppState, req: &Req, ctx: &DbCtx<'_>) -> ApiResult
         }
         let id = d.get("id").and_then(Value::as_str);
         let rev_str = d.get("rev").and_then(Value::as_str);
-        let Some(id) = id else {
-            let item = json!({"id": null, "docs": [{"error": {"id": null, "rev": rev_str,
-                "error": "bad_request", "reason": "document id missed"}}]});
+        // Items CouchDB rejects before opening anything (chttpd_db:bulk_get_parse_arg).
+        let early = match (d, id) {
+            (Value::Object(_), Some(id)) => match doc_json::validate_doc_id(id) {
+                Ok(()) => None,
+                Err(e) => Some((json!(id), e.error, e.reason)),
+            },
+            (Value::Object(_), None) => Some((
+                Value::Null,
+                "bad_request".to_string(),
+                "document id missed".to_string(),
+            )),
+            _ => Some((
+                Value::Null,
+                "bad_request".to_string(),
+                "document must be a JSON object".to_string(),
+            )),
+        };
+        if let Some((item_id, error, reason)) = early {
+            let item = json!({"id": item_id, "docs": [{"error": {"id": item_id, "rev": null,
+                "error": error, "reason": reason}}]});
             out.extend_from_slice(&serde_json::to_vec(&item).unwrap_or_default());
+            continue;
+        }
+        let Some(id) = id else {
             continue;
         };
         let mut opts: RenderOpts = base.clone();

@@ -26,22 +26,31 @@ pub async fn changes(state: &AppState, req: &Req, ctx: &DbCtx<'_>) -> ApiResult<
             "Supported `feed` types: normal, continuous, live, longpoll, eventsource",
         ));
     }
-    let body = if req.method == Method::POST && !req.body.is_empty() {
-        Some(req.json_object()?)
+    let body = if req.method == Method::POST {
+        req.require_json()?;
+        if req.body.is_empty() {
+            None
+        } else {
+            Some(req.json_object()?)
+        }
     } else {
         None
     };
+    // chttpd_db:parse_changes_query honours only the exact value "true" for flags.
+    let flag = |name: &str| req.param(name) == Some("true");
     let filter = req.param("filter");
     let mut doc_ids = None;
     let mut design_only = false;
     match filter {
         None => {}
         Some("_doc_ids") => {
-            let list = match body.as_ref().and_then(|b| b.get("doc_ids")) {
-                Some(v) => v.clone(),
-                None => req
-                    .json_param("doc_ids")?
-                    .ok_or_else(|| ApiError::bad_request("filter=_doc_ids requires doc_ids"))?,
+            let list = match &body {
+                Some(b) => b.get("doc_ids").cloned().unwrap_or(Value::Null),
+                None => match req.param("doc_ids") {
+                    Some(v) => serde_json::from_str(v)
+                        .map_err(|_| ApiError::bad_request("invalid UTF-8 JSON"))?,
+                    None => Value::Null,
+                },
             };
             let ids = list
                 .as_array()
@@ -57,9 +66,7 @@ pub async fn changes(state: &AppState, req: &Req, ctx: &DbCtx<'_>) -> ApiResult<
         }
         Some("_design") => design_only = true,
         Some(f) if f.starts_with('_') => {
-            return Err(ApiError::bad_request(format!(
-                "unknown builtin filter name: {f}"
-            )))
+            return Err(ApiError::bad_request("unknown builtin filter name"))
         }
         Some(_) => return Err(ApiError::not_found("missing")),
     }
@@ -69,7 +76,7 @@ pub async fn changes(state: &AppState, req: &Req, ctx: &DbCtx<'_>) -> ApiResult<
         Some(s) => SeqVector::decode(s).map_err(|e| ApiError::bad_request(e.to_string()))?,
     };
     let limit = req.uint_param("limit")?.map_or(usize::MAX, |l| l as usize);
-    let include_docs = req.bool_param("include_docs", false)?;
+    let include_docs = flag("include_docs");
     let all_leaves = match req.param("style") {
         None | Some("main_only") => false,
         Some("all_docs") => true,
@@ -80,9 +87,9 @@ pub async fn changes(state: &AppState, req: &Req, ctx: &DbCtx<'_>) -> ApiResult<
         }
     };
     let opts = RenderOpts {
-        conflicts: req.bool_param("conflicts", false)?,
-        attachments: req.bool_param("attachments", false)?,
-        att_encoding_info: req.bool_param("att_encoding_info", false)?,
+        conflicts: flag("conflicts"),
+        attachments: flag("attachments"),
+        att_encoding_info: flag("att_encoding_info"),
         ..Default::default()
     };
     let seq_interval = req.uint_param("seq_interval")?.filter(|n| *n > 0);
@@ -93,7 +100,7 @@ pub async fn changes(state: &AppState, req: &Req, ctx: &DbCtx<'_>) -> ApiResult<
             ChangesQuery {
                 since,
                 limit,
-                descending: req.bool_param("descending", false)?,
+                descending: flag("descending"),
                 include_docs,
                 doc_ids,
                 design_only,
@@ -101,10 +108,14 @@ pub async fn changes(state: &AppState, req: &Req, ctx: &DbCtx<'_>) -> ApiResult<
         )
         .await?;
     let mut out = Vec::with_capacity(64 + result.rows.len() * 96);
-    out.extend_from_slice(b"{\"results\":[");
+    // chttpd_db:changes_callback: "{\"results\":[\n", rows joined by ",\n", then
+    // "\n],\n\"last_seq\":...".
+    out.extend_from_slice(b"{\"results\":[\n");
     let n = result.rows.len();
     for (i, row) in result.rows.iter().enumerate() {
-        out.extend_from_slice(if i == 0 { b"\n" } else { b",\n" });
+        if i > 0 {
+            out.extend_from_slice(b",\n");
+        }
         let show_seq = seq_interval.is_none_or(|k| (i + 1) % (k as usize) == 0 || i + 1 == n);
         render_row(
             state,

@@ -10,7 +10,7 @@ use crate::routes::{not_allowed, DbCtx};
 use crate::AppState;
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
-use chaise_cluster::{quorum, DbInfo};
+use chaise_cluster::{quorum, DbInfo, RevSelector};
 use chaise_storage::Rev;
 use serde_json::{json, Map, Value};
 
@@ -49,16 +49,61 @@ fn default_security(state: &AppState) -> Value {
     }
 }
 
+/// A `q`/`n` creation parameter: a positive integer, with CouchDB's message.
+fn shards_param(req: &Req, name: &str) -> ApiResult<Option<u32>> {
+    match req.param(name) {
+        None => Ok(None),
+        Some(v) => match v.parse::<u32>() {
+            Ok(n) if n > 0 => Ok(Some(n)),
+            _ => Err(ApiError::bad_request(format!(
+                "The `{name}` value should be a positive integer."
+            ))),
+        },
+    }
+}
+
+/// Percent-encodes like `couch_util:url_encode`: only `[A-Za-z0-9_.:-]` stay as is.
+fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b':') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The absolute URL of `path` as the client addressed this server (CouchDB's
+/// `absolute_uri`: `X-Forwarded-Host`/`Host`, `X-Forwarded-Ssl`/`X-Forwarded-Proto`).
+fn absolute_uri(req: &Req, path: &str) -> String {
+    let host = req
+        .header("x-forwarded-host")
+        .or_else(|| req.header("host"))
+        .unwrap_or("127.0.0.1");
+    let scheme = if req.header("x-forwarded-ssl") == Some("on") {
+        "https"
+    } else {
+        match req.header("x-forwarded-proto") {
+            Some(p) if !p.is_empty() => p,
+            _ => "http",
+        }
+    };
+    format!("{scheme}://{host}{path}")
+}
+
 /// `PUT /{db}`.
 pub async fn create(state: &AppState, req: &Req, db: &str) -> ApiResult<Response> {
-    let q = match req.uint_param("q")? {
-        Some(0) => return Err(ApiError::bad_request("q must be a positive integer")),
-        q => q.map(|q| q as u32),
-    };
-    let n = req.uint_param("n")?.map(|n| n as usize);
+    let q = shards_param(req, "q")?;
+    let n = shards_param(req, "n")?.map(|n| n as usize);
     let mut props = Map::new();
-    if req.bool_param("partitioned", false)? {
-        props.insert("partitioned".into(), Value::Bool(true));
+    match req.param("partitioned") {
+        None | Some("false") => {}
+        Some("true") => {
+            props.insert("partitioned".into(), Value::Bool(true));
+        }
+        Some(_) => return Err(ApiError::bad_request("Invalid `partitioned` parameter")),
     }
     let security = serde_json::to_vec(&default_security(state)).unwrap_or_default();
     state.forget_security(db);
@@ -67,7 +112,8 @@ pub async fn create(state: &AppState, req: &Req, db: &str) -> ApiResult<Response
         .create_db(db, q, n, props, security)
         .await?;
     let resp = json(StatusCode::CREATED, &json!({"ok": true}));
-    Ok(with_header(resp, "location", &format!("/{db}")))
+    let location = absolute_uri(req, &format!("/{}", url_encode(db)));
+    Ok(with_header(resp, "location", &location))
 }
 
 /// `GET|HEAD|DELETE|POST /{db}`.
@@ -83,18 +129,16 @@ pub async fn handle(state: &AppState, req: &Req, ctx: &DbCtx<'_>) -> ApiResult<R
             })
         }
         Method::DELETE => {
-            if req.param("rev").is_some() {
-                return Err(ApiError::bad_request(
-                    "You tried to DELETE a database with a ?rev= parameter. Did you mean to DELETE a document instead?",
-                ));
-            }
+            refuse_delete_with_rev(req)?;
             state.coordinator.delete_db(ctx.db).await?;
             state.forget_security(ctx.db);
             Ok(ok(StatusCode::OK))
         }
         Method::POST => {
             req.require_json()?;
-            let body = req.json_object()?;
+            let Value::Object(body) = req.json_body()? else {
+                return Err(ApiError::bad_request("Document must be a JSON object"));
+            };
             let mut parsed = doc_json::parse_doc(body)?;
             let id = match parsed.id.take() {
                 Some(id) => id,
@@ -102,17 +146,53 @@ pub async fn handle(state: &AppState, req: &Req, ctx: &DbCtx<'_>) -> ApiResult<R
             };
             document::save(state, req, ctx, parsed, id, true).await
         }
-        _ => Err(not_allowed("DELETE,GET,HEAD,POST,PUT")),
+        _ => Err(not_allowed("DELETE,GET,HEAD,POST")),
+    }
+}
+
+/// `DELETE /{db}?rev=...` is almost certainly a document delete with an empty id;
+/// CouchDB refuses it (before looking the database up), typo included.
+pub fn refuse_delete_with_rev(req: &Req) -> ApiResult<()> {
+    if req.param("rev").is_some() {
+        return Err(ApiError::bad_request(
+            "You tried to DELETE a database with a ?=rev parameter. Did you mean to DELETE a document instead?",
+        ));
+    }
+    Ok(())
+}
+
+/// Database admin check of `_compact` and `_view_cleanup` (CouchDB's
+/// `chttpd_auth_request:require_db_admin`: a 401 for everyone).
+fn require_db_admin_401(req: &Req, ctx: &DbCtx<'_>) -> ApiResult<()> {
+    if crate::auth::is_db_admin(ctx.security, &req.user) {
+        Ok(())
+    } else {
+        Err(ApiError::unauthorized("You are not a server or db admin."))
     }
 }
 
 /// `POST /{db}/_compact[/{ddoc}]`: starts compaction in the background.
 pub async fn compact(state: &AppState, req: &Req, ctx: &DbCtx<'_>) -> ApiResult<Response> {
+    require_db_admin_401(req, ctx)?;
     if req.method != Method::POST {
         return Err(not_allowed("POST"));
     }
-    ctx.require_admin(&req.user)?;
     req.require_json()?;
+    // `/_compact/{ddoc}` needs the design document (CouchDB opens it first).
+    if let Some(name) = req.segments.get(2) {
+        let id = format!("_design/{name}");
+        let opened = state
+            .coordinator
+            .open_doc(ctx.db, &id, RevSelector::Winner)
+            .await?;
+        let deleted = match opened.as_ref().and_then(|d| d.revs.first()) {
+            Some(Ok(rev)) => rev.deleted,
+            _ => return Err(ApiError::not_found("missing")),
+        };
+        if deleted {
+            return Err(ApiError::not_found("deleted"));
+        }
+    }
     let coordinator = state.coordinator.clone();
     let db = ctx.db.to_string();
     tokio::spawn(async move {
@@ -123,13 +203,12 @@ pub async fn compact(state: &AppState, req: &Req, ctx: &DbCtx<'_>) -> ApiResult<
     Ok(ok(StatusCode::ACCEPTED))
 }
 
-/// `POST /{db}/_view_cleanup`.
+/// `POST /{db}/_view_cleanup` (CouchDB does not check the content type here).
 pub async fn view_cleanup(_state: &AppState, req: &Req, ctx: &DbCtx<'_>) -> ApiResult<Response> {
+    require_db_admin_401(req, ctx)?;
     if req.method != Method::POST {
         return Err(not_allowed("POST"));
     }
-    ctx.require_admin(&req.user)?;
-    req.require_json()?;
     Ok(ok(StatusCode::ACCEPTED))
 }
 
@@ -142,6 +221,7 @@ pub async fn ensure_full_commit(
     if req.method != Method::POST {
         return Err(not_allowed("POST"));
     }
+    req.require_json()?;
     Ok(json(
         StatusCode::CREATED,
         &json!({"ok": true, "instance_start_time": "0"}),
@@ -191,7 +271,7 @@ pub async fn security(state: &AppState, req: &Req, ctx: &DbCtx<'_>) -> ApiResult
             state.forget_security(ctx.db);
             Ok(ok(StatusCode::OK))
         }
-        _ => Err(not_allowed("GET,HEAD,PUT")),
+        _ => Err(not_allowed("PUT,GET")),
     }
 }
 
@@ -201,6 +281,7 @@ async fn int_setting(
     ctx: &DbCtx<'_>,
     key: &'static str,
     default: u64,
+    allowed: &str,
 ) -> ApiResult<Response> {
     match req.method {
         Method::GET | Method::HEAD => {
@@ -225,13 +306,13 @@ async fn int_setting(
                 .await?;
             Ok(ok(StatusCode::OK))
         }
-        _ => Err(not_allowed("GET,HEAD,PUT")),
+        _ => Err(not_allowed(allowed)),
     }
 }
 
 /// `GET|PUT /{db}/_revs_limit`.
 pub async fn revs_limit(state: &AppState, req: &Req, ctx: &DbCtx<'_>) -> ApiResult<Response> {
-    int_setting(state, req, ctx, "revs_limit", 1000).await
+    int_setting(state, req, ctx, "revs_limit", 1000, "PUT,GET").await
 }
 
 /// `GET|PUT /{db}/_purged_infos_limit`.
@@ -240,15 +321,14 @@ pub async fn purged_infos_limit(
     req: &Req,
     ctx: &DbCtx<'_>,
 ) -> ApiResult<Response> {
-    int_setting(state, req, ctx, "purged_infos_limit", 1000).await
+    int_setting(state, req, ctx, "purged_infos_limit", 1000, "GET,PUT").await
 }
 
-/// `GET /{db}/_purged_infos`.
+/// `GET /{db}/_purged_infos` (readers may list them, as in CouchDB).
 pub async fn purged_infos(state: &AppState, req: &Req, ctx: &DbCtx<'_>) -> ApiResult<Response> {
     if !matches!(req.method, Method::GET | Method::HEAD) {
-        return Err(not_allowed("GET,HEAD"));
+        return Err(not_allowed("GET"));
     }
-    ctx.require_admin(&req.user)?;
     let infos = state.coordinator.purged_infos(ctx.db).await?;
     let list: Vec<Value> = infos
         .into_iter()
@@ -284,14 +364,17 @@ pub async fn purge(state: &AppState, req: &Req, ctx: &DbCtx<'_>) -> ApiResult<Re
     }
     req.require_json()?;
     let request = id_revs_body(req)?;
+    // `[purge] max_revisions_number` (default infinity) caps the revisions of one
+    // request.
     let max = state
         .config
-        .get("purge", "max_document_id_number")
-        .and_then(|v| v.parse::<usize>().ok());
+        .get("purge", "max_revisions_number")
+        .and_then(|v| v.trim().parse::<usize>().ok());
     if let Some(max) = max {
-        if request.len() > max {
+        let revs: usize = request.iter().map(|(_, revs)| revs.len()).sum();
+        if revs > max {
             return Err(ApiError::bad_request(
-                "Exceeded maximum number of documents.",
+                "Exceeded maximum number of revisions.",
             ));
         }
     }
@@ -319,6 +402,7 @@ pub async fn revs_diff(
     if req.method != Method::POST {
         return Err(not_allowed("POST"));
     }
+    req.require_json()?;
     let request = id_revs_body(req)?;
     let diffs = state.coordinator.revs_diff(ctx.db, request).await?;
     let mut out = Map::new();
@@ -352,7 +436,7 @@ pub async fn shards(
     doc: Option<&str>,
 ) -> ApiResult<Response> {
     if !matches!(req.method, Method::GET | Method::HEAD) {
-        return Err(not_allowed("GET,HEAD"));
+        return Err(not_allowed("GET"));
     }
     let map = state
         .coordinator

@@ -88,6 +88,17 @@ pub async fn render_rev(
         Some(b) => (&b.body, &b.attachments),
         None => (b"{}", &[]),
     };
+    let ancestry;
+    let opts = match &opts.atts_since {
+        Some(since) => {
+            ancestry = RenderOpts {
+                atts_since: Some(since_ancestor(doc, &rev.rev, since)),
+                ..opts.clone()
+            };
+            &ancestry
+        }
+        None => opts,
+    };
     let data = inline_data(state, db, id, atts, opts).await?;
     render_doc(
         out,
@@ -103,6 +114,48 @@ pub async fn render_rev(
         &data,
     );
     Ok(())
+}
+
+/// `couch_db:find_ancestor_rev_pos`: of the `atts_since` revisions, the newest one
+/// on `rev`'s own path (none: every attachment is sent).
+fn since_ancestor(doc: &OpenedDoc, rev: &Rev, since: &[Rev]) -> Vec<Rev> {
+    doc.info
+        .tree
+        .path_to(rev)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(r, _)| r)
+        .find(|r| since.contains(r))
+        .into_iter()
+        .collect()
+}
+
+/// Drops the options CouchDB computes as document "meta" (`couch_db:doc_meta_info`);
+/// they only exist when the winning revision is opened, not a given one.
+fn without_meta(opts: &RenderOpts) -> RenderOpts {
+    RenderOpts {
+        revs_info: false,
+        conflicts: false,
+        deleted_conflicts: false,
+        local_seq: false,
+        ..opts.clone()
+    }
+}
+
+/// Whether rendering the winner with `opts` adds meta fields (then CouchDB sends no
+/// ETag and ignores `If-None-Match`). Empty `_conflicts` lists are not meta.
+fn has_meta(doc: &OpenedDoc, rev: &Rev, opts: &RenderOpts) -> bool {
+    let other = |deleted: bool| {
+        doc.info
+            .tree
+            .leaves()
+            .iter()
+            .any(|l| l.deleted == deleted && &l.rev != rev)
+    };
+    opts.revs_info
+        || opts.local_seq
+        || (opts.conflicts && other(false))
+        || (opts.deleted_conflicts && other(true))
 }
 
 fn open_revs_param(req: &Req) -> ApiResult<Option<RevSelector>> {
@@ -131,61 +184,28 @@ fn open_revs_param(req: &Req) -> ApiResult<Option<RevSelector>> {
 async fn get(state: &AppState, req: &Req, ctx: &DbCtx<'_>, id: &str) -> ApiResult<Response> {
     let opts = render_opts(req)?;
     if let Some(sel) = open_revs_param(req)? {
-        let all = matches!(sel, RevSelector::AllLeaves);
-        let requested: Vec<Rev> = match &sel {
-            RevSelector::Revs { revs, .. } => revs.clone(),
-            _ => Vec::new(),
-        };
-        let opened = state.coordinator.open_doc(ctx.db, id, sel).await?;
-        let mut out = b"[".to_vec();
-        match opened {
-            None if all => return Err(ApiError::not_found("missing")),
-            None => {
-                for (i, r) in requested.iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    out.extend_from_slice(
-                        &serde_json::to_vec(&json!({"missing": r.to_string()})).unwrap_or_default(),
-                    );
-                }
-            }
-            Some(doc) => {
-                for (i, r) in doc.revs.iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    match r {
-                        Ok(rev) if rev.body.is_some() || rev.deleted => {
-                            out.extend_from_slice(b"{\"ok\":");
-                            render_rev(state, ctx.db, id, &doc, rev, &opts, &mut out).await?;
-                            out.push(b'}');
-                        }
-                        Ok(rev) => out.extend_from_slice(
-                            &serde_json::to_vec(&json!({"missing": rev.rev.to_string()}))
-                                .unwrap_or_default(),
-                        ),
-                        Err(rev) => out.extend_from_slice(
-                            &serde_json::to_vec(&json!({"missing": rev.to_string()}))
-                                .unwrap_or_default(),
-                        ),
-                    }
-                }
-            }
-        }
-        out.extend_from_slice(b"]\n");
-        return Ok(json_bytes(StatusCode::OK, out));
+        return open_revs(state, ctx, id, sel, &without_meta(&opts)).await;
     }
     let wanted = match req.param("rev") {
         Some(r) => Some(parse_rev(r)?),
         None => None,
     };
-    let sel = match &wanted {
-        Some(rev) => RevSelector::Rev {
-            rev: rev.clone(),
-            latest: req.bool_param("latest", false)?,
-        },
-        None => RevSelector::Winner,
+    // As CouchDB 3.5's chttpd_db: with latest=true the winner is opened whatever
+    // ?rev= says.
+    let wanted = if req.bool_param("latest", false)? {
+        None
+    } else {
+        wanted
+    };
+    let (sel, opts) = match &wanted {
+        Some(rev) => (
+            RevSelector::Rev {
+                rev: rev.clone(),
+                latest: false,
+            },
+            without_meta(&opts),
+        ),
+        None => (RevSelector::Winner, opts),
     };
     let doc = state
         .coordinator
@@ -202,36 +222,85 @@ async fn get(state: &AppState, req: &Req, ctx: &DbCtx<'_>, id: &str) -> ApiResul
     if rev.body.is_none() && !rev.deleted {
         return Err(ApiError::not_found("missing"));
     }
-    let plain = !(opts.revs
-        || opts.revs_info
-        || opts.conflicts
-        || opts.deleted_conflicts
-        || opts.local_seq
-        || opts.attachments);
-    let etag = format!("\"{}\"", rev.rev);
-    if plain && if_none_match(req, &etag) {
-        return Ok(with_header(empty(StatusCode::NOT_MODIFIED), "etag", &etag));
+    let etag = (!has_meta(&doc, &rev.rev, &opts)).then(|| format!("\"{}\"", rev.rev));
+    if let Some(etag) = &etag {
+        if if_none_match(req, etag) {
+            return Ok(with_header(empty(StatusCode::NOT_MODIFIED), "etag", etag));
+        }
     }
     let mut out = Vec::with_capacity(256);
     render_rev(state, ctx.db, id, &doc, &rev, &opts, &mut out).await?;
     out.push(b'\n');
     let resp = json_bytes(StatusCode::OK, out);
-    Ok(if plain {
-        with_header(resp, "etag", &etag)
-    } else {
-        resp
+    Ok(match &etag {
+        Some(etag) => with_header(resp, "etag", etag),
+        None => resp,
     })
 }
 
-/// Whether `If-None-Match` names this ETag.
+/// `GET ?open_revs=` as JSON: `{"ok": doc}` / `{"missing": rev}` items, in the order
+/// fabric_doc_open_revs sorts them (found revisions first, each group by
+/// generation then rev id).
+async fn open_revs(
+    state: &AppState,
+    ctx: &DbCtx<'_>,
+    id: &str,
+    sel: RevSelector,
+    opts: &RenderOpts,
+) -> ApiResult<Response> {
+    let requested: Vec<Rev> = match &sel {
+        RevSelector::Revs { revs, .. } => revs.clone(),
+        _ => Vec::new(),
+    };
+    let all = matches!(sel, RevSelector::AllLeaves);
+    // (missing?, rev, rendered item)
+    let mut items: Vec<(bool, Rev, Vec<u8>)> = Vec::new();
+    let missing =
+        |rev: &Rev| serde_json::to_vec(&json!({"missing": rev.to_string()})).unwrap_or_default();
+    match state.coordinator.open_doc(ctx.db, id, sel).await? {
+        None if all => return Err(ApiError::not_found("missing")),
+        None => items.extend(requested.iter().map(|r| (true, r.clone(), missing(r)))),
+        Some(doc) => {
+            for r in &doc.revs {
+                match r {
+                    Ok(rev) if rev.body.is_some() || rev.deleted => {
+                        let mut out = b"{\"ok\":".to_vec();
+                        render_rev(state, ctx.db, id, &doc, rev, opts, &mut out).await?;
+                        out.push(b'}');
+                        items.push((false, rev.rev.clone(), out));
+                    }
+                    Ok(rev) => items.push((true, rev.rev.clone(), missing(&rev.rev))),
+                    Err(rev) => items.push((true, rev.clone(), missing(rev))),
+                }
+            }
+        }
+    }
+    items.sort_by(|a, b| (a.0, a.1.pos, &a.1.id).cmp(&(b.0, b.1.pos, &b.1.id)));
+    items.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
+    let mut out = b"[".to_vec();
+    for (i, (_, _, item)) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(item);
+    }
+    out.extend_from_slice(b"]\n");
+    Ok(json_bytes(StatusCode::OK, out))
+}
+
+/// Whether `If-None-Match` names this ETag (`chttpd:etag_match`: a list split at
+/// commas and spaces, `W/` prefixes ignored).
 pub fn if_none_match(req: &Req, etag: &str) -> bool {
-    req.header("if-none-match")
-        .is_some_and(|h| h.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+    req.header("if-none-match").is_some_and(|h| {
+        h.split([',', ' '])
+            .filter(|t| !t.is_empty())
+            .any(|t| t.strip_prefix("W/").unwrap_or(t) == etag)
+    })
 }
 
 /// The revision a write names in `?rev=`, the body's `_rev` and `If-Match`; they
 /// must agree.
-fn agreed_rev(req: &Req, body_rev: Option<Rev>) -> ApiResult<Option<Rev>> {
+pub fn agreed_rev(req: &Req, body_rev: Option<Rev>) -> ApiResult<Option<Rev>> {
     let query = req.param("rev").map(parse_rev).transpose()?;
     let if_match = req
         .header("if-match")
@@ -258,8 +327,8 @@ fn w_param(req: &Req) -> ApiResult<Option<usize>> {
 }
 
 async fn put(state: &AppState, req: &Req, ctx: &DbCtx<'_>, id: &str) -> ApiResult<Response> {
-    let body = req.json_object()?;
-    let mut parsed = doc_json::parse_doc(body)?;
+    let mut parsed = doc_json::parse_doc(doc_object(req)?)?;
+    doc_json::validate_attachment_names(&parsed)?;
     let new_edits = req.bool_param("new_edits", true)?;
     if new_edits {
         parsed.rev = agreed_rev(req, parsed.rev.take())?;
@@ -267,47 +336,82 @@ async fn put(state: &AppState, req: &Req, ctx: &DbCtx<'_>, id: &str) -> ApiResul
     save(state, req, ctx, parsed, id.to_string(), new_edits).await
 }
 
+/// The request body as a document object (`couch_doc:from_json_obj`'s error
+/// otherwise).
+fn doc_object(req: &Req) -> ApiResult<serde_json::Map<String, Value>> {
+    match req.json_body()? {
+        Value::Object(m) => Ok(m),
+        _ => Err(ApiError::bad_request("Document must be a JSON object")),
+    }
+}
+
+/// Opens the winner as CouchDB's `couch_doc_open(Db, Id, nil, [])` does before a
+/// DELETE or COPY: 404 `missing` or `deleted`.
+async fn open_winner(
+    state: &AppState,
+    ctx: &DbCtx<'_>,
+    id: &str,
+) -> ApiResult<chaise_cluster::OpenedRev> {
+    let doc = state
+        .coordinator
+        .open_doc(ctx.db, id, RevSelector::Winner)
+        .await?
+        .ok_or_else(|| ApiError::not_found("missing"))?;
+    match doc.revs.into_iter().next() {
+        Some(Ok(r)) if r.deleted => Err(ApiError::not_found("deleted")),
+        Some(Ok(r)) => Ok(r),
+        _ => Err(ApiError::not_found("missing")),
+    }
+}
+
 async fn delete(state: &AppState, req: &Req, ctx: &DbCtx<'_>, id: &str) -> ApiResult<Response> {
+    open_winner(state, ctx, id).await?;
+    // No rev at all is left to the write, which then conflicts.
     let rev = agreed_rev(req, None)?;
-    let Some(rev) = rev else {
-        return Err(ApiError::conflict());
-    };
     let parsed = ParsedDoc {
-        rev: Some(rev),
+        rev,
         deleted: true,
         body: b"{}".to_vec(),
         ..Default::default()
     };
-    save(state, req, ctx, parsed, id.to_string(), true).await
+    let saved = write(state, req, ctx, parsed, id.to_string(), true).await?;
+    Ok(saved.response(true, None))
 }
 
 async fn copy(state: &AppState, req: &Req, ctx: &DbCtx<'_>, id: &str) -> ApiResult<Response> {
+    let source_rev = agreed_rev(req, None)?;
     let dest = req
         .header("destination")
         .ok_or_else(|| ApiError::bad_request("Destination header is mandatory for COPY."))?;
-    let (dest_id, dest_rev) = match dest.split_once("?rev=") {
-        Some((d, r)) => (d.to_string(), Some(parse_rev(r)?)),
+    if dest.starts_with("http://") || dest.starts_with("https://") {
+        return Err(ApiError::bad_request("Destination URL must be relative."));
+    }
+    // couch_httpd_db:parse_copy_destination_header: `id?rev=R`.
+    let (dest_id, dest_rev) = match dest.split_once('?') {
+        Some((d, qs)) => {
+            let rev = qs.split_once('=').map_or(qs, |(_, r)| r);
+            (d.to_string(), Some(parse_rev(rev)?))
+        }
         None => (dest.to_string(), None),
     };
     let dest_id = percent_encoding::percent_decode_str(&dest_id)
         .decode_utf8()
         .map_err(|_| ApiError::bad_request("Destination is not valid UTF-8"))?
         .into_owned();
-    let sel = match req.param("rev") {
-        Some(r) => RevSelector::Rev {
-            rev: parse_rev(r)?,
-            latest: false,
-        },
-        None => RevSelector::Winner,
-    };
-    let doc = state
-        .coordinator
-        .open_doc(ctx.db, id, sel)
-        .await?
-        .ok_or_else(|| ApiError::not_found("missing"))?;
-    let src = match doc.revs.first() {
-        Some(Ok(r)) if !r.deleted && r.body.is_some() => r.clone(),
-        _ => return Err(ApiError::not_found("missing")),
+    doc_json::validate_doc_id(&dest_id)?;
+    let src = match source_rev {
+        None => open_winner(state, ctx, id).await?,
+        Some(rev) => {
+            let doc = state
+                .coordinator
+                .open_doc(ctx.db, id, RevSelector::Rev { rev, latest: false })
+                .await?
+                .ok_or_else(|| ApiError::not_found("missing"))?;
+            match doc.revs.into_iter().next() {
+                Some(Ok(r)) if !r.deleted && r.body.is_some() => r,
+                _ => return Err(ApiError::not_found("missing")),
+            }
+        }
     };
     let body = src.body.unwrap_or_else(|| chaise_storage::RevBody {
         body: b"{}".to_vec(),
@@ -335,15 +439,85 @@ async fn copy(state: &AppState, req: &Req, ctx: &DbCtx<'_>, id: &str) -> ApiResu
     save(state, req, ctx, parsed, dest_id, true).await
 }
 
-/// Writes one document and answers as CouchDB does (201/202/200, ETag, Location).
+/// `s` encoded as `couch_util:url_encode` does (for `Location` headers).
+pub fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b':') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A written document, before the response is shaped.
+pub struct Saved {
+    /// 201, 202 or 200.
+    pub status: StatusCode,
+    /// The document id.
+    pub id: String,
+    /// The new revision; `None` for `batch=ok` writes.
+    pub rev: Option<Rev>,
+}
+
+impl Saved {
+    /// `{"ok":true,"id":..,"rev":..}` (no rev for batch writes), with the new rev's
+    /// ETag when `etag` and a `Location` header when given.
+    pub fn response(&self, etag: bool, location: Option<&str>) -> Response {
+        let resp = match &self.rev {
+            None => json(self.status, &json!({"ok": true, "id": self.id})),
+            Some(rev) => {
+                let rev = rev.to_string();
+                let resp = json(self.status, &json!({"ok": true, "id": self.id, "rev": rev}));
+                if etag {
+                    with_header(resp, "etag", &format!("\"{rev}\""))
+                } else {
+                    resp
+                }
+            }
+        };
+        match location {
+            Some(l) => with_header(resp, "location", l),
+            None => resp,
+        }
+    }
+}
+
+/// Writes one document and answers as CouchDB's PUT does (201/202/200, ETag,
+/// absolute Location).
 pub async fn save(
+    state: &AppState,
+    req: &Req,
+    ctx: &DbCtx<'_>,
+    parsed: ParsedDoc,
+    id: String,
+    new_edits: bool,
+) -> ApiResult<Response> {
+    let local = id.starts_with("_local/");
+    let saved = write(state, req, ctx, parsed, id, new_edits).await?;
+    if local {
+        return Ok(saved.response(false, None));
+    }
+    let location = req.absolute_uri(&format!(
+        "/{}/{}",
+        url_encode(ctx.db),
+        url_encode(&saved.id)
+    ))?;
+    Ok(saved.response(saved.rev.is_some(), Some(&location)))
+}
+
+/// Writes one document: validation, the write itself and the status CouchDB
+/// gives it (202 for `batch=ok`, whose write errors are not reported).
+pub async fn write(
     state: &AppState,
     req: &Req,
     ctx: &DbCtx<'_>,
     mut parsed: ParsedDoc,
     id: String,
     new_edits: bool,
-) -> ApiResult<Response> {
+) -> ApiResult<Saved> {
     doc_json::validate_doc_id(&id)?;
     if id.starts_with("_local/") {
         return write_local(state, ctx, &id, parsed).await;
@@ -372,10 +546,18 @@ pub async fn save(
         .await?
         .pop()
         .ok_or_else(|| ApiError::internal("no write result"))?;
-    let rev = result.result.map_err(ApiError::from)?;
     if batch {
-        return Ok(json(StatusCode::ACCEPTED, &json!({"ok": true, "id": id})));
+        // CouchDB writes batch=ok documents after answering; a refusal is only logged.
+        if let Err(e) = &result.result {
+            tracing::info!(db = ctx.db, id, error = %e, "batch write refused");
+        }
+        return Ok(Saved {
+            status: StatusCode::ACCEPTED,
+            id,
+            rev: None,
+        });
     }
+    let rev = result.result.map_err(ApiError::from)?;
     let status = if result.accepted {
         StatusCode::ACCEPTED
     } else if deleted {
@@ -383,14 +565,11 @@ pub async fn save(
     } else {
         StatusCode::CREATED
     };
-    let rev_s = rev.to_string();
-    let resp = json(status, &json!({"ok": true, "id": id, "rev": rev_s}));
-    let resp = with_header(resp, "etag", &format!("\"{rev_s}\""));
-    Ok(with_header(
-        resp,
-        "location",
-        &format!("/{}/{}", ctx.db, id),
-    ))
+    Ok(Saved {
+        status,
+        id,
+        rev: Some(rev),
+    })
 }
 
 fn local_rev(rev: Option<&Rev>) -> ApiResult<Option<u64>> {
@@ -410,7 +589,7 @@ async fn write_local(
     ctx: &DbCtx<'_>,
     id: &str,
     parsed: ParsedDoc,
-) -> ApiResult<Response> {
+) -> ApiResult<Saved> {
     if !parsed.attachments.is_empty() {
         return Err(ApiError::bad_request(
             "_local documents do not accept attachments.",
@@ -426,10 +605,14 @@ async fn write_local(
             } else {
                 StatusCode::CREATED
             };
-            Ok(json(
+            Ok(Saved {
                 status,
-                &json!({"ok": true, "id": id, "rev": format!("0-{n}")}),
-            ))
+                id: id.to_string(),
+                rev: Some(Rev {
+                    pos: 0,
+                    id: n.to_string(),
+                }),
+            })
         }
         Err(DocError::NotFound) => Err(ApiError::not_found("missing")),
         Err(e) => {
@@ -459,9 +642,13 @@ pub async fn local(state: &AppState, req: &Req, ctx: &DbCtx<'_>, id: &str) -> Ap
             })
         }
         Method::PUT => {
-            let mut parsed = doc_json::parse_doc(req.json_object()?)?;
+            let mut parsed = doc_json::parse_doc(doc_object(req)?)?;
             parsed.rev = agreed_rev(req, parsed.rev.take())?;
-            write_local(state, ctx, id, parsed).await
+            let location =
+                req.absolute_uri(&format!("/{}/{}", url_encode(ctx.db), url_encode(id)))?;
+            Ok(write_local(state, ctx, id, parsed)
+                .await?
+                .response(false, Some(&location)))
         }
         Method::DELETE => {
             let rev = agreed_rev(req, None)?;
@@ -470,7 +657,9 @@ pub async fn local(state: &AppState, req: &Req, ctx: &DbCtx<'_>, id: &str) -> Ap
                 deleted: true,
                 ..Default::default()
             };
-            write_local(state, ctx, id, parsed).await
+            Ok(write_local(state, ctx, id, parsed)
+                .await?
+                .response(false, None))
         }
         _ => Err(not_allowed("GET,HEAD,PUT,DELETE")),
     }

@@ -1,6 +1,7 @@
 //! `/_node/{node}/...`: configuration, versions and the node-local shard maps.
 
 use crate::auth::require_admin;
+use crate::config_store::ConfigError;
 use crate::error::{ApiError, ApiResult};
 use crate::request::Req;
 use crate::response::json;
@@ -10,30 +11,53 @@ use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use serde_json::{json, Value};
 
+/// Config sections CouchDB refuses to change over HTTP
+/// (`couch_util:check_config_blacklist`).
+const BLACKLISTED_SECTIONS: [&str; 9] = [
+    "daemons",
+    "external",
+    "httpd_design_handlers",
+    "httpd_db_handlers",
+    "httpd_global_handlers",
+    "native_query_servers",
+    "os_daemons",
+    "query_servers",
+    "feature_flags",
+];
+
 /// Dispatches a `/_node/{node}/...` request.
 pub async fn handle(state: &AppState, req: &Req, node: &str, rest: &[&str]) -> ApiResult<Response> {
     require_admin(&req.user)?;
     if node != "_local" && node != state.coordinator.node_name() {
-        return Err(ApiError::not_found(format!(
-            "Node {node} is not a member of this cluster"
-        )));
+        return Err(ApiError::not_found(format!("no such node: {node}")));
     }
     match rest {
+        [] => Ok(json(
+            StatusCode::OK,
+            &json!({"name": state.coordinator.node_name()}),
+        )),
         ["_config"] => {
-            get(req)?;
+            get(req, "GET")?;
             Ok(json(StatusCode::OK, &json!(state.config.all())))
         }
         ["_config", "_reload"] => match req.method {
-            Method::POST => Ok(json(StatusCode::OK, &json!({"ok": true}))),
+            Method::POST => {
+                state
+                    .config
+                    .reload()
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+                apply_live(state, "cluster", "q");
+                Ok(json(StatusCode::OK, &json!({"ok": true})))
+            }
             _ => Err(not_allowed("POST")),
         },
         ["_config", section] => {
-            get(req)?;
+            get(req, "GET")?;
             Ok(json(StatusCode::OK, &json!(state.config.section(section))))
         }
         ["_config", section, key] => config_key(state, req, section, key),
         ["_versions"] => {
-            get(req)?;
+            get(req, "GET")?;
             Ok(json(
                 StatusCode::OK,
                 &json!({
@@ -45,7 +69,7 @@ pub async fn handle(state: &AppState, req: &Req, node: &str, rest: &[&str]) -> A
             ))
         }
         ["_dbs", db] => {
-            get(req)?;
+            get(req, "GET,HEAD")?;
             let map = state
                 .coordinator
                 .shard_map(db)
@@ -56,10 +80,22 @@ pub async fn handle(state: &AppState, req: &Req, node: &str, rest: &[&str]) -> A
     }
 }
 
-fn get(req: &Req) -> ApiResult<()> {
+/// Allows GET and HEAD only; the 405 names `allowed`, as CouchDB's message for
+/// that path does.
+fn get(req: &Req, allowed: &str) -> ApiResult<()> {
     match req.method {
         Method::GET | Method::HEAD => Ok(()),
-        _ => Err(not_allowed("GET,HEAD")),
+        _ => Err(not_allowed(allowed)),
+    }
+}
+
+fn check_blacklist(section: &str) -> ApiResult<()> {
+    if BLACKLISTED_SECTIONS.contains(&section) {
+        Err(ApiError::forbidden(
+            "Config section blacklisted for modification over HTTP API.",
+        ))
+    } else {
+        Ok(())
     }
 }
 
@@ -71,14 +107,15 @@ fn config_key(state: &AppState, req: &Req, section: &str, key: &str) -> ApiResul
             None => Err(ApiError::not_found("unknown_config_value")),
         },
         Method::PUT => {
+            check_blacklist(section)?;
             let value = match req.json_body()? {
-                Value::String(s) => s,
-                _ => return Err(ApiError::bad_request("Value must be a JSON string")),
+                Value::String(s) => s.trim().to_string(),
+                _ => return Err(ApiError::bad_request("a JSON string expected")),
             };
             let old = state
                 .config
                 .set(section, key, &value, persist)
-                .map_err(|e| ApiError::internal(e.to_string()))?;
+                .map_err(config_error)?;
             apply_live(state, section, key);
             Ok(json(
                 StatusCode::OK,
@@ -86,17 +123,27 @@ fn config_key(state: &AppState, req: &Req, section: &str, key: &str) -> ApiResul
             ))
         }
         Method::DELETE => {
+            check_blacklist(section)?;
             let old = state
                 .config
                 .delete(section, key, persist)
-                .map_err(|e| ApiError::internal(e.to_string()))?;
+                .map_err(config_error)?;
             apply_live(state, section, key);
             match old {
                 Some(v) => Ok(json(StatusCode::OK, &Value::String(v))),
                 None => Err(ApiError::not_found("unknown_config_value")),
             }
         }
-        _ => Err(not_allowed("GET,HEAD,PUT,DELETE")),
+        _ => Err(not_allowed("GET,PUT,DELETE")),
+    }
+}
+
+/// Invalid names and values are the client's fault (400, as CouchDB's
+/// `{error, Reason}` from `config:set`); failing to write the file is ours.
+fn config_error(e: ConfigError) -> ApiError {
+    match e {
+        ConfigError::Io { .. } => ApiError::internal(e.to_string()),
+        other => ApiError::bad_request(other.to_string()),
     }
 }
 

@@ -60,7 +60,9 @@ pub fn up(state: &AppState, req: &Req) -> ApiResult<Response> {
 
 /// `GET /_uuids?count=N`.
 pub fn uuids(state: &AppState, req: &Req) -> ApiResult<Response> {
-    get_only(req)?;
+    if !matches!(req.method, Method::GET | Method::HEAD) {
+        return Err(not_allowed("GET"));
+    }
     let max = state.config_u64("uuids", "max_count", 1000);
     let count = match req.param("count") {
         None => 1,
@@ -72,8 +74,19 @@ pub fn uuids(state: &AppState, req: &Req) -> ApiResult<Response> {
         return Err(ApiError::bad_request("count parameter too large"));
     }
     let ids: Vec<String> = (0..count).map(|_| state.uuids.next()).collect();
+    let etag = {
+        use md5::{Digest, Md5};
+        let mut h = Md5::new();
+        for id in &ids {
+            h.update(id.as_bytes());
+        }
+        format!("\"{}\"", hex::encode(h.finalize()))
+    };
     let resp = json(StatusCode::OK, &json!({ "uuids": ids }));
     let resp = with_header(resp, "cache-control", "must-revalidate, no-cache");
+    // A date in the past, on purpose (as CouchDB).
+    let resp = with_header(resp, "expires", "Mon, 01 Jan 1990 00:00:00 GMT");
+    let resp = with_header(resp, "etag", &etag);
     Ok(with_header(resp, "pragma", "no-cache"))
 }
 
@@ -144,8 +157,8 @@ fn require_all_dbs_access(state: &AppState, req: &Req) -> ApiResult<()> {
 
 /// `GET /_all_dbs`.
 pub async fn all_dbs(state: &AppState, req: &Req) -> ApiResult<Response> {
-    get_only(req)?;
     require_all_dbs_access(state, req)?;
+    get_only(req)?;
     Ok(json(StatusCode::OK, &json!(select_dbs(state, req)?)))
 }
 
@@ -157,33 +170,41 @@ pub async fn dbs_info(state: &AppState, req: &Req) -> ApiResult<Response> {
         Method::POST => {
             req.require_json()?;
             let body = req.json_object()?;
-            let keys = body
-                .get("keys")
-                .and_then(|k| k.as_array())
-                .ok_or_else(|| ApiError::bad_request("`keys` member must exist."))?;
+            let keys = match body.get("keys") {
+                None => return Err(ApiError::bad_request("`keys` member must exist.")),
+                Some(Value::Array(keys)) => keys,
+                Some(_) => return Err(ApiError::bad_request("`keys` member must be an array.")),
+            };
             let max = state.config_u64("chttpd", "max_db_number_for_dbs_info_req", 100);
             if keys.len() as u64 > max {
-                return Err(ApiError::bad_request(format!(
-                    "`keys` member must be no more than {max} items long"
-                )));
+                return Err(ApiError::bad_request("too_many_keys"));
             }
-            keys.iter()
-                .map(|k| {
-                    k.as_str()
-                        .map(str::to_string)
-                        .ok_or_else(|| ApiError::bad_request("`keys` must be strings"))
-                })
-                .collect::<ApiResult<Vec<_>>>()?
+            // CouchDB answers `not_found` for any key it cannot open, strings or not.
+            let mut out = Vec::with_capacity(keys.len());
+            for key in keys {
+                let info = match key.as_str() {
+                    Some(name) => match state.coordinator.db_info(name).await {
+                        Ok(info) => Some(info),
+                        Err(chaise_cluster::ClusterError::NoDb) => None,
+                        Err(e) => return Err(e.into()),
+                    },
+                    None => None,
+                };
+                out.push(match info {
+                    Some(info) => json!({"key": key, "info": db_info_json(&info)}),
+                    None => json!({"key": key, "error": "not_found"}),
+                });
+            }
+            return Ok(json(StatusCode::OK, &Value::Array(out)));
         }
         _ => return Err(not_allowed("GET,HEAD,POST")),
     };
     let mut out = Vec::with_capacity(names.len());
     for name in names {
+        // A database deleted while listing is skipped, as CouchDB does.
         match state.coordinator.db_info(&name).await {
             Ok(info) => out.push(json!({"key": name, "info": db_info_json(&info)})),
-            Err(chaise_cluster::ClusterError::NoDb) => {
-                out.push(json!({"key": name, "error": "not_found"}))
-            }
+            Err(chaise_cluster::ClusterError::NoDb) => {}
             Err(e) => return Err(e.into()),
         }
     }
@@ -192,15 +213,17 @@ pub async fn dbs_info(state: &AppState, req: &Req) -> ApiResult<Response> {
 
 /// `GET /_active_tasks`: background tasks (none are long-running yet).
 pub fn active_tasks(_state: &AppState, req: &Req) -> ApiResult<Response> {
-    get_only(req)?;
     require_admin(&req.user)?;
+    get_only(req)?;
     Ok(json(StatusCode::OK, &json!([])))
 }
 
 /// `GET /_membership`.
 pub fn membership(state: &AppState, req: &Req) -> ApiResult<Response> {
-    get_only(req)?;
     require_admin(&req.user)?;
+    if !matches!(req.method, Method::GET | Method::HEAD) {
+        return Err(not_allowed("GET"));
+    }
     let nodes = state.coordinator.cluster_nodes();
     Ok(json(
         StatusCode::OK,

@@ -1,6 +1,7 @@
-//! `/_session`: cookie login, session info and logout.
+//! `/_session`: cookie login, session info and logout
+//! (`couch_httpd_auth:handle_session_req`).
 
-use crate::auth::{check_password, now_secs, session_cookie};
+use crate::auth::{check_password, clear_session_cookie, session_set_cookie};
 use crate::error::{ApiError, ApiResult};
 use crate::request::Req;
 use crate::response::{json, with_header};
@@ -16,20 +17,34 @@ pub async fn handle(state: &AppState, req: &Req) -> ApiResult<Response> {
         Method::GET | Method::HEAD => info(state, req),
         Method::POST => login(state, req).await,
         Method::DELETE => {
-            let resp = json(StatusCode::OK, &json!({"ok": true}));
-            Ok(with_header(
-                resp,
-                "set-cookie",
-                &session_cookie::clear_cookie_header(),
-            ))
+            let (status, location) = redirect(req, "next")?;
+            let resp = json(status, &json!({"ok": true}));
+            let resp = with_header(resp, "set-cookie", &clear_session_cookie(state));
+            Ok(with_location(resp, location))
         }
         _ => Err(not_allowed("GET,HEAD,POST,DELETE")),
     }
 }
 
+/// 302 to the absolute form of the `param` query parameter when present,
+/// else 200.
+fn redirect(req: &Req, param: &str) -> ApiResult<(StatusCode, Option<String>)> {
+    match req.param(param) {
+        Some(path) => Ok((StatusCode::FOUND, Some(req.absolute_uri(path)?))),
+        None => Ok((StatusCode::OK, None)),
+    }
+}
+
+fn with_location(resp: Response, location: Option<String>) -> Response {
+    match location {
+        Some(l) => with_header(resp, "location", &l),
+        None => resp,
+    }
+}
+
 fn info(_state: &AppState, req: &Req) -> ApiResult<Response> {
-    if req.user.name.is_none() && req.bool_param("basic", false)? {
-        return Err(ApiError::unauthorized("Name or password is incorrect."));
+    if req.user.name.is_none() && req.param("basic") == Some("true") {
+        return Err(ApiError::unauthorized("Please login."));
     }
     let mut info = Map::new();
     info.insert(
@@ -50,55 +65,70 @@ fn info(_state: &AppState, req: &Req) -> ApiResult<Response> {
     ))
 }
 
-async fn login(state: &AppState, req: &Req) -> ApiResult<Response> {
+/// The login form's fields: from `application/x-www-form-urlencoded` or a JSON
+/// object (whose non-string values are ignored).
+fn form_fields(req: &Req) -> ApiResult<Vec<(String, String)>> {
     let ctype = req
         .header("content-type")
         .unwrap_or("")
         .to_ascii_lowercase();
-    let (name, password) = if ctype.starts_with("application/x-www-form-urlencoded") {
-        let mut name = None;
-        let mut pw = None;
-        for (k, v) in form_urlencoded::parse(&req.body) {
-            match k.as_ref() {
-                "name" | "username" => name = Some(v.into_owned()),
-                "password" => pw = Some(v.into_owned()),
-                _ => {}
-            }
-        }
-        (name, pw)
+    if ctype.starts_with("application/x-www-form-urlencoded") {
+        Ok(form_urlencoded::parse(&req.body).into_owned().collect())
     } else if ctype.starts_with("application/json") {
-        let body = req.json_object()?;
-        let get = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
-        (get("name").or_else(|| get("username")), get("password"))
+        Ok(req
+            .json_object()?
+            .into_iter()
+            .filter_map(|(k, v)| match v {
+                Value::String(s) => Some((k, s)),
+                _ => None,
+            })
+            .collect())
     } else {
-        return Err(ApiError::bad_content_type());
-    };
-    let (Some(name), Some(password)) = (name, password) else {
-        return Err(ApiError::unauthorized("Name or password is incorrect."));
-    };
-    let Some((roles, salt)) = check_password(state, &name, &password).await else {
-        return Err(ApiError::unauthorized("Name or password is incorrect."));
-    };
-    let secret = state.secret();
-    if secret.is_empty() {
-        return Err(ApiError::internal("cookie auth secret is not set"));
+        Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "bad_content_type",
+            "Content-Type must be 'application/x-www-form-urlencoded' or 'application/json'",
+        ))
     }
-    let token = session_cookie::make_token(&name, &secret, &salt, now_secs());
-    let persistent = state
-        .config
-        .get_or("chttpd_auth", "allow_persistent_cookies", "true")
-        == "true";
-    let cookie =
-        session_cookie::set_cookie_header(&token, persistent.then(|| state.session_timeout()));
-    let resp = match req.param("next") {
-        Some(next) => {
-            let r = crate::response::empty(StatusCode::FOUND);
-            with_header(r, "location", next)
-        }
-        None => json(
-            StatusCode::OK,
-            &json!({"ok": true, "name": name, "roles": roles}),
-        ),
+}
+
+/// `name` or `username` (they must agree when both are given).
+fn username(form: &[(String, String)]) -> ApiResult<String> {
+    let get = |k: &str| form.iter().find(|(f, _)| f == k).map(|(_, v)| v.clone());
+    match (get("name"), get("username")) {
+        (None, None) => Err(ApiError::bad_request(
+            "request body must contain a username",
+        )),
+        (Some(n), None) | (None, Some(n)) => Ok(n),
+        (Some(n), Some(u)) if n == u => Ok(n),
+        _ => Err(ApiError::bad_request(
+            "request body contains different usernames",
+        )),
+    }
+}
+
+async fn login(state: &AppState, req: &Req) -> ApiResult<Response> {
+    let form = form_fields(req)?;
+    let name = username(&form)?;
+    let password = form
+        .iter()
+        .find(|(k, _)| k == "password")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("");
+    let Some((roles, salt)) = check_password(state, &name, password, req.peer).await? else {
+        let (status, location) = match redirect(req, "fail")? {
+            (StatusCode::OK, _) => (StatusCode::UNAUTHORIZED, None),
+            other => other,
+        };
+        let resp = json(
+            status,
+            &json!({"error": "unauthorized", "reason": "Name or password is incorrect."}),
+        );
+        let resp = with_header(resp, "set-cookie", &clear_session_cookie(state));
+        return Ok(with_location(resp, location));
     };
-    Ok(with_header(resp, "set-cookie", &cookie))
+    let (status, location) = redirect(req, "next")?;
+    let resp = json(status, &json!({"ok": true, "name": name, "roles": roles}));
+    let resp = with_header(resp, "set-cookie", &session_set_cookie(state, &name, &salt));
+    Ok(with_location(resp, location))
 }

@@ -1,0 +1,143 @@
+//! Calling other nodes: one lazily connected gRPC channel per peer address.
+
+use super::auth::{token, AUTH_HEADER, NODE_HEADER};
+use super::pb::fabric_client::FabricClient;
+use super::pb::{RaftCall, ShardCall, ShardRef};
+use super::FabricError;
+use crate::raft::{MetaCommand, MetaReply};
+use crate::ClusterError;
+use std::collections::HashMap;
+use std::sync::{Mutex, RwLock};
+use std::time::Duration;
+use tonic::transport::{Channel, Endpoint};
+
+/// Clients to every peer this node talks to.
+pub struct FabricClients {
+    node: String,
+    secret: RwLock<String>,
+    channels: Mutex<HashMap<String, FabricClient<Channel>>>,
+}
+
+impl FabricClients {
+    /// Clients that identify as `node` and prove the cluster `secret`.
+    pub fn new(node: &str, secret: &str) -> Self {
+        FabricClients {
+            node: node.to_string(),
+            secret: RwLock::new(secret.to_string()),
+            channels: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Changes the secret used from now on.
+    pub fn set_secret(&self, secret: &str) {
+        if let Ok(mut s) = self.secret.write() {
+            *s = secret.to_string();
+        }
+    }
+
+    fn client(&self, addr: &str) -> Result<FabricClient<Channel>, FabricError> {
+        let mut channels = self
+            .channels
+            .lock()
+            .map_err(|_| FabricError::Codec("lock".into()))?;
+        if let Some(c) = channels.get(addr) {
+            return Ok(c.clone());
+        }
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| FabricError::Unreachable {
+                addr: addr.to_string(),
+                reason: e.to_string(),
+            })?
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(60))
+            .tcp_nodelay(true);
+        let client = FabricClient::new(endpoint.connect_lazy())
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX);
+        channels.insert(addr.to_string(), client.clone());
+        Ok(client)
+    }
+
+    fn request<T>(&self, msg: T) -> tonic::Request<T> {
+        let mut req = tonic::Request::new(msg);
+        let secret = self.secret.read().map(|s| s.clone()).unwrap_or_default();
+        if let Ok(v) = self.node.parse() {
+            req.metadata_mut().insert(NODE_HEADER, v);
+        }
+        if let Ok(v) = token(&secret, &self.node).parse() {
+            req.metadata_mut().insert(AUTH_HEADER, v);
+        }
+        req
+    }
+
+    fn status_error(addr: &str, s: tonic::Status) -> FabricError {
+        match s.code() {
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
+                FabricError::Unreachable {
+                    addr: addr.to_string(),
+                    reason: s.message().to_string(),
+                }
+            }
+            _ => FabricError::Refused {
+                addr: addr.to_string(),
+                reason: s.message().to_string(),
+            },
+        }
+    }
+
+    /// Sends a Raft message of `kind` and returns the peer's encoded answer.
+    pub async fn raft(
+        &self,
+        addr: &str,
+        kind: &str,
+        payload: Vec<u8>,
+    ) -> Result<Vec<u8>, FabricError> {
+        let mut client = self.client(addr)?;
+        let req = self.request(RaftCall {
+            kind: kind.to_string(),
+            payload,
+        });
+        let resp = client
+            .raft(req)
+            .await
+            .map_err(|s| Self::status_error(addr, s))?;
+        Ok(resp.into_inner().payload)
+    }
+
+    /// Asks the leader at `addr` to write a metadata command; returns its reply and
+    /// the log index it was committed at.
+    pub async fn forward_write(
+        &self,
+        addr: &str,
+        cmd: &MetaCommand,
+    ) -> Result<(MetaReply, u64), ClusterError> {
+        let payload = serde_json::to_vec(cmd).map_err(|e| ClusterError::Meta(e.to_string()))?;
+        let reply = self
+            .raft(addr, "write", payload)
+            .await
+            .map_err(|e| ClusterError::Meta(e.to_string()))?;
+        let result: Result<(MetaReply, u64), String> =
+            serde_json::from_slice(&reply).map_err(|e| ClusterError::Meta(e.to_string()))?;
+        result.map_err(ClusterError::Meta)
+    }
+
+    /// Runs one shard operation on the node at `addr`.
+    pub async fn shard(
+        &self,
+        addr: &str,
+        shard: ShardRef,
+        op: Vec<u8>,
+    ) -> Result<Vec<u8>, FabricError> {
+        let mut client = self.client(addr)?;
+        let req = self.request(ShardCall {
+            op_version: super::OP_VERSION,
+            shard: Some(shard),
+            op,
+        });
+        let resp = client
+            .shard(req)
+            .await
+            .map_err(|s| Self::status_error(addr, s))?;
+        Ok(resp.into_inner().reply)
+    }
+}

@@ -1,0 +1,148 @@
+//! Answering other nodes: the fabric gRPC service.
+
+use super::auth::{verify, AUTH_HEADER, NODE_HEADER};
+use super::pb::fabric_server::{Fabric, FabricServer};
+use super::pb::{RaftCall, RaftReply, ShardCall, ShardReply};
+use crate::raft::{MetaCommand, MetaRaft};
+use openraft::error::{ClientWriteError, RaftError};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+use tonic::{Request, Response, Status};
+
+/// Runs shard operations sent by other nodes.
+#[tonic::async_trait]
+pub trait ShardHandler: Send + Sync + 'static {
+    /// Executes one encoded shard operation and returns the encoded reply.
+    async fn handle(&self, call: ShardCall) -> Result<Vec<u8>, String>;
+}
+
+/// The fabric service of this node.
+pub struct FabricService {
+    raft: MetaRaft,
+    secret: Arc<RwLock<String>>,
+    shards: Arc<dyn ShardHandler>,
+}
+
+impl FabricService {
+    /// A service answering with this node's Raft and shards.
+    pub fn new(raft: MetaRaft, secret: Arc<RwLock<String>>, shards: Arc<dyn ShardHandler>) -> Self {
+        FabricService {
+            raft,
+            secret,
+            shards,
+        }
+    }
+
+    fn check<T>(&self, req: &Request<T>) -> Result<(), Status> {
+        let md = req.metadata();
+        let node = md
+            .get(NODE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let proof = md
+            .get(AUTH_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let secret = self.secret.read().map(|s| s.clone()).unwrap_or_default();
+        if verify(&secret, node, proof) {
+            Ok(())
+        } else {
+            tracing::warn!(caller = node, remote = ?req.remote_addr(), "refused fabric call without the cluster secret");
+            Err(Status::unauthenticated("cluster secret required"))
+        }
+    }
+
+    async fn raft_call(&self, kind: &str, payload: &[u8]) -> Result<Vec<u8>, Status> {
+        let bad = |e: serde_json::Error| Status::invalid_argument(e.to_string());
+        let out = match kind {
+            "append" => serde_json::to_vec(
+                &self
+                    .raft
+                    .append_entries(serde_json::from_slice(payload).map_err(bad)?)
+                    .await,
+            ),
+            "vote" => serde_json::to_vec(
+                &self
+                    .raft
+                    .vote(serde_json::from_slice(payload).map_err(bad)?)
+                    .await,
+            ),
+            "snapshot" => serde_json::to_vec(
+                &self
+                    .raft
+                    .install_snapshot(serde_json::from_slice(payload).map_err(bad)?)
+                    .await,
+            ),
+            "write" => {
+                let cmd: MetaCommand = serde_json::from_slice(payload).map_err(bad)?;
+                let result: Result<(crate::raft::MetaReply, u64), String> =
+                    match self.raft.client_write(cmd).await {
+                        Ok(r) => Ok((r.data, r.log_id.index)),
+                        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                            Err("not the leader".to_string())
+                        }
+                        Err(e) => Err(e.to_string()),
+                    };
+                serde_json::to_vec(&result)
+            }
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "unknown raft call {other}"
+                )))
+            }
+        };
+        out.map_err(|e| Status::internal(e.to_string()))
+    }
+}
+
+type ReplyStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<ShardReply, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Fabric for FabricService {
+    async fn shard(&self, req: Request<ShardCall>) -> Result<Response<ShardReply>, Status> {
+        self.check(&req)?;
+        let call = req.into_inner();
+        if call.op_version != super::OP_VERSION {
+            return Err(Status::failed_precondition(
+                "fabric operation version mismatch",
+            ));
+        }
+        let reply = self.shards.handle(call).await.map_err(Status::internal)?;
+        Ok(Response::new(ShardReply { reply }))
+    }
+
+    type ShardStreamStream = ReplyStream;
+
+    async fn shard_stream(&self, req: Request<ShardCall>) -> Result<Response<ReplyStream>, Status> {
+        self.check(&req)?;
+        let call = req.into_inner();
+        let reply = self.shards.handle(call).await.map_err(Status::internal)?;
+        let stream = tokio_stream::once(Ok(ShardReply { reply }));
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn raft(&self, req: Request<RaftCall>) -> Result<Response<RaftReply>, Status> {
+        self.check(&req)?;
+        let call = req.into_inner();
+        let payload = self.raft_call(&call.kind, &call.payload).await?;
+        Ok(Response::new(RaftReply { payload }))
+    }
+}
+
+/// Serves the fabric on `addr` until `shutdown` resolves.
+pub async fn serve(
+    addr: SocketAddr,
+    service: FabricService,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(
+            FabricServer::new(service)
+                .max_decoding_message_size(usize::MAX)
+                .max_encoding_message_size(usize::MAX),
+        )
+        .serve_with_shutdown(addr, shutdown)
+        .await
+}

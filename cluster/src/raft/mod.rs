@@ -1,0 +1,254 @@
+//! Cluster metadata kept in Raft (openraft): members and the shard map of every
+//! database. Every node applies the same log, so every node agrees on where data
+//! lives; creating or deleting a database is one Raft write.
+
+// openraft's storage error type is large and fixed by its traits.
+#![allow(clippy::result_large_err)]
+
+mod log_store;
+mod network;
+mod state_machine;
+
+pub use state_machine::{MetaCommand, MetaReply, MetaState};
+
+use crate::fabric::client::FabricClients;
+use crate::local_shards::LocalShards;
+use crate::ClusterError;
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, Config, Raft, SnapshotPolicy};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Cursor;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+openraft::declare_raft_types!(
+    /// Types of the metadata Raft group.
+    pub TypeConfig:
+        D = MetaCommand,
+        R = MetaReply,
+        NodeId = u64,
+        Node = BasicNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+/// The Raft instance of this node.
+pub type MetaRaft = Raft<TypeConfig>;
+
+/// A node's Raft id: derived from its name, so every node computes the same id.
+pub fn node_id(name: &str) -> u64 {
+    let h = Sha256::digest(name.as_bytes());
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&h[..8]);
+    u64::from_be_bytes(b) & 0x7fff_ffff_ffff_ffff
+}
+
+/// The cluster metadata of this node: the Raft group and the state it replicates.
+pub struct Metadata {
+    raft: MetaRaft,
+    state: Arc<RwLock<MetaState>>,
+    node: String,
+    addr: String,
+    clients: Arc<FabricClients>,
+}
+
+fn raft_err<E: std::fmt::Display>(e: E) -> ClusterError {
+    ClusterError::Meta(e.to_string())
+}
+
+impl Metadata {
+    /// Opens the Raft log and state in `data_dir` and starts the Raft node.
+    /// `addr` is this node's fabric address (`host:port`).
+    pub(crate) async fn open(
+        data_dir: &Path,
+        node: &str,
+        addr: &str,
+        shards: Arc<LocalShards>,
+        clients: Arc<FabricClients>,
+    ) -> Result<Metadata, ClusterError> {
+        let db = Arc::new(redb::Database::create(data_dir.join("_raft.redb")).map_err(raft_err)?);
+        let log = log_store::LogStore::open(db.clone())?;
+        let state = Arc::new(RwLock::new(MetaState::default()));
+        let sm =
+            state_machine::StateMachine::open(db, state.clone(), shards, node.to_string()).await?;
+        let config = Config {
+            cluster_name: "chaise".into(),
+            heartbeat_interval: 150,
+            election_timeout_min: 600,
+            election_timeout_max: 1200,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(500),
+            max_in_snapshot_log_to_keep: 100,
+            ..Default::default()
+        };
+        let config = Arc::new(config.validate().map_err(raft_err)?);
+        let network = network::Network {
+            clients: clients.clone(),
+        };
+        let raft = Raft::new(node_id(node), config, network, log, sm)
+            .await
+            .map_err(raft_err)?;
+        Ok(Metadata {
+            raft,
+            state,
+            node: node.to_string(),
+            addr: addr.to_string(),
+            clients,
+        })
+    }
+
+    /// The Raft handle (for the fabric server).
+    pub fn raft(&self) -> &MetaRaft {
+        &self.raft
+    }
+
+    /// The replicated state.
+    pub fn state(&self) -> std::sync::RwLockReadGuard<'_, MetaState> {
+        match self.state.read() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// Whether this node belongs to a Raft group yet.
+    pub async fn is_initialized(&self) -> bool {
+        self.raft.is_initialized().await.unwrap_or(false)
+    }
+
+    /// Makes this node a cluster of one, if it is not in a cluster yet.
+    pub async fn ensure_initialized(&self) -> Result<(), ClusterError> {
+        if self.is_initialized().await {
+            return Ok(());
+        }
+        let mut members = BTreeMap::new();
+        members.insert(node_id(&self.node), BasicNode::new(self.member_addr()));
+        match self.raft.initialize(members).await {
+            Ok(()) => {}
+            Err(RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => {}
+            Err(e) => return Err(raft_err(e)),
+        }
+        self.wait_for_leader().await
+    }
+
+    /// The address recorded for this node: `name|fabric_addr`.
+    fn member_addr(&self) -> String {
+        format!("{}|{}", self.node, self.addr)
+    }
+
+    async fn wait_for_leader(&self) -> Result<(), ClusterError> {
+        let mut m = self.raft.metrics();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if m.borrow().current_leader.is_some() {
+                return Ok(());
+            }
+            match tokio::time::timeout_at(deadline, m.changed()).await {
+                Ok(Ok(())) => {}
+                _ => return Err(ClusterError::Meta("no Raft leader".into())),
+            }
+        }
+    }
+
+    /// Writes a command through the Raft log, forwarding to the leader when this
+    /// node is a follower. Returns once the command is committed and applied here.
+    pub async fn write(&self, cmd: MetaCommand) -> Result<MetaReply, ClusterError> {
+        self.ensure_initialized().await?;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match self.raft.client_write(cmd.clone()).await {
+                Ok(resp) => {
+                    self.wait_applied(resp.log_id.index).await;
+                    return Ok(resp.data);
+                }
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                    let Some(node) = f.leader_node else {
+                        if attempts > 50 {
+                            return Err(ClusterError::Meta("no Raft leader".into()));
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        continue;
+                    };
+                    let (_, addr) = split_member(&node.addr);
+                    let (reply, index) = self.clients.forward_write(addr, &cmd).await?;
+                    self.wait_applied(index).await;
+                    return Ok(reply);
+                }
+                Err(e) => return Err(raft_err(e)),
+            }
+        }
+    }
+
+    /// Waits until the local state machine has applied log `index` (bounded).
+    async fn wait_applied(&self, index: u64) {
+        let mut m = self.raft.metrics();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if m.borrow().last_applied.is_some_and(|l| l.index >= index) {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, m.changed())
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+
+    /// Adds a node as a voting member: first as a learner that catches up, then as
+    /// a voter.
+    pub async fn add_member(&self, name: &str, fabric_addr: &str) -> Result<(), ClusterError> {
+        self.ensure_initialized().await?;
+        let id = node_id(name);
+        let node = BasicNode::new(format!("{name}|{fabric_addr}"));
+        self.raft
+            .add_learner(id, node, true)
+            .await
+            .map_err(raft_err)?;
+        let mut voters: BTreeSet<u64> = self.voter_ids();
+        voters.insert(id);
+        self.raft
+            .change_membership(voters, false)
+            .await
+            .map_err(raft_err)?;
+        Ok(())
+    }
+
+    fn voter_ids(&self) -> BTreeSet<u64> {
+        let m = self.raft.metrics();
+        let metrics = m.borrow();
+        metrics.membership_config.membership().voter_ids().collect()
+    }
+
+    /// Members of the cluster: (node name, fabric address), sorted by name.
+    pub fn members(&self) -> Vec<(String, String)> {
+        let m = self.raft.metrics();
+        let metrics = m.borrow();
+        let mut out: Vec<(String, String)> = metrics
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(_, n)| {
+                let (name, addr) = split_member(&n.addr);
+                (name.to_string(), addr.to_string())
+            })
+            .collect();
+        if out.is_empty() {
+            out.push((self.node.clone(), self.addr.clone()));
+        }
+        out.sort();
+        out
+    }
+
+    /// Stops the Raft node.
+    pub async fn shutdown(&self) {
+        let _ = self.raft.shutdown().await;
+    }
+}
+
+/// Splits a stored member address `name|host:port`.
+pub fn split_member(addr: &str) -> (&str, &str) {
+    addr.split_once('|').unwrap_or(("", addr))
+}
