@@ -81,11 +81,9 @@ pub fn validate_attachment_name(name: &str) -> ApiResult<()> {
 
 /// [`validate_attachment_name`] for every attachment of a document.
 pub fn validate_attachment_names(doc: &ParsedDoc) -> ApiResult<()> {
-    doc.attachments.iter().try_for_each(|a| {
-        validate_attachment_name(match a {
-            NewAttachment::Data { name, .. } | NewAttachment::Stub { name, .. } => name,
-        })
-    })
+    doc.attachments
+        .iter()
+        .try_for_each(|a| validate_attachment_name(a.name()))
 }
 
 /// Reads an attachment's `digest` field (`md5-<base64>`).

@@ -1,15 +1,19 @@
 //! The coordinator: every database and document operation the HTTP layer needs,
 //! routed to shard copies and merged into one answer.
 
+use crate::fabric::client::FabricClients;
+use crate::fabric::op::{execute, ShardOp, ShardReply};
+use crate::fabric::pb::ShardRef;
+use crate::fabric::server::{FabricService, ShardHandler};
 use crate::local_shards::LocalShards;
-use crate::metadata::{MetaCommand, MetaStore};
 use crate::quorum;
+use crate::raft::{MetaCommand, MetaReply, Metadata};
 use crate::seq::{SeqEntry, SeqVector, UUID_PREFIX_LEN};
-use crate::shard_map::{ShardMap, ShardRange};
+use crate::shard_map::{doc_hash, ShardMap, ShardRange};
 use crate::ClusterError;
 use chaise_storage::{
-    AllDocsRange, DocError, DocInfo, DocUpdate, Leaf, LocalDoc, PurgeInfo, Rev, RevBody, Shard,
-    ShardInfo, UpdateResult,
+    AllDocsRange, DocError, DocInfo, DocUpdate, EditKind, Leaf, LocalDoc, NewAttachment, PurgeInfo,
+    Rev, RevBody, ShardInfo, UpdateResult,
 };
 use serde_json::{Map, Value};
 use std::path::Path;
@@ -173,36 +177,79 @@ pub struct DbInfo {
     pub props: Map<String, Value>,
 }
 
-/// Runs a short point read (a few B-tree lookups) right on the calling task: cheaper
-/// than a hop to the blocking pool, and short enough not to stall the runtime.
-async fn point_read<T>(f: impl FnOnce() -> Result<T, ClusterError>) -> Result<T, ClusterError> {
-    f()
-}
-
-/// Runs blocking storage work (scans, large values) off the async threads.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ClusterError> + Send + 'static,
-) -> Result<T, ClusterError> {
-    tokio::task::spawn_blocking(f).await?
-}
-
 /// The request coordinator of one node.
 pub struct Coordinator {
     node: String,
-    meta: MetaStore,
-    shards: LocalShards,
+    meta: Metadata,
+    shards: Arc<LocalShards>,
+    clients: Arc<FabricClients>,
+    secret: Arc<RwLock<String>>,
     defaults: RwLock<(u32, usize)>,
+    /// Ranges whose copies missed a write and should be synced soon.
+    sync_wanted: tokio::sync::Notify,
+}
+
+/// Where a shard operation runs.
+fn shard_ref(map: &ShardMap, range: &ShardRange) -> ShardRef {
+    ShardRef {
+        db: map.db.clone(),
+        range_begin: range.begin,
+        range_end: range.end,
+        suffix: map.suffix.clone(),
+    }
+}
+
+fn unexpected(reply: ShardReply) -> ClusterError {
+    ClusterError::Internal(format!(
+        "unexpected shard reply {:?}",
+        std::mem::discriminant(&reply)
+    ))
+}
+
+/// Orders two opened documents by their winners, as CouchDB's winner rule does.
+fn winner_key(doc: &Option<OpenedDoc>) -> Option<(bool, u64, String)> {
+    let w = doc.as_ref()?.info.tree.winner()?;
+    Some((!w.deleted, w.rev.pos, w.rev.id))
 }
 
 impl Coordinator {
-    /// Opens the node's metadata and shard files under `data_dir`.
-    pub fn open(data_dir: &Path, node: &str, q: u32, n: usize) -> Result<Arc<Self>, ClusterError> {
+    /// Opens the node's metadata (Raft) and shard files under `data_dir`. This
+    /// node answers other nodes on `fabric_addr` (`host:port`) once the fabric
+    /// service is served; `secret` is the cluster secret.
+    pub async fn open(
+        data_dir: &Path,
+        node: &str,
+        fabric_addr: &str,
+        secret: &str,
+        q: u32,
+        n: usize,
+    ) -> Result<Arc<Self>, ClusterError> {
+        let shards = Arc::new(LocalShards::new(data_dir));
+        let clients = Arc::new(FabricClients::new(node, secret));
+        let meta =
+            Metadata::open(data_dir, node, fabric_addr, shards.clone(), clients.clone()).await?;
         Ok(Arc::new(Coordinator {
             node: node.to_string(),
-            meta: MetaStore::open(data_dir)?,
-            shards: LocalShards::new(data_dir),
+            meta,
+            shards,
+            clients,
+            secret: Arc::new(RwLock::new(secret.to_string())),
             defaults: RwLock::new((q.max(1), n.max(1))),
+            sync_wanted: tokio::sync::Notify::new(),
         }))
+    }
+
+    /// The fabric service answering other nodes with this node's Raft and shards.
+    pub fn fabric_service(self: &Arc<Self>) -> FabricService {
+        FabricService::new(self.meta.raft().clone(), self.secret.clone(), self.clone())
+    }
+
+    /// Changes the cluster secret (node-to-node authentication).
+    pub fn set_secret(&self, secret: &str) {
+        if let Ok(mut s) = self.secret.write() {
+            *s = secret.to_string();
+        }
+        self.clients.set_secret(secret);
     }
 
     /// This node's name.
@@ -222,54 +269,211 @@ impl Coordinator {
         }
     }
 
-    /// Members of the cluster: just this node for now.
+    /// Members of the cluster (node names, sorted).
     pub fn cluster_nodes(&self) -> Vec<String> {
-        vec![self.node.clone()]
+        self.meta.members().into_iter().map(|(n, _)| n).collect()
     }
 
-    /// Closes every shard after its queued writes (at shutdown).
-    pub fn shutdown(&self) {
+    /// Members this node can reach now (itself included), sorted.
+    pub async fn connected_nodes(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (name, addr) in self.meta.members() {
+            if name == self.node || self.clients.raft(&addr, "ping", Vec::new()).await.is_ok() {
+                out.push(name);
+            }
+        }
+        out
+    }
+
+    /// Whether this node is in a cluster with other nodes or has metadata yet.
+    pub async fn is_initialized(&self) -> bool {
+        self.meta.is_initialized().await
+    }
+
+    /// Adds a node (by name and fabric address) to the cluster.
+    pub async fn add_node(&self, name: &str, fabric_addr: &str) -> Result<(), ClusterError> {
+        if self.cluster_nodes().iter().any(|n| n == name) {
+            return Ok(());
+        }
+        let status = self
+            .clients
+            .raft(fabric_addr, "status", Vec::new())
+            .await
+            .map_err(|e| {
+                ClusterError::BadRequest(format!(
+                    "Add node failed. Invalid Host and/or Port. ({e})"
+                ))
+            })?;
+        let status: NodeStatus =
+            serde_json::from_slice(&status).map_err(|e| ClusterError::Meta(e.to_string()))?;
+        if status.name != name {
+            return Err(ClusterError::BadRequest(format!(
+                "Add node failed. The node at {fabric_addr} is named {}.",
+                status.name
+            )));
+        }
+        if status.initialized {
+            return Err(ClusterError::BadRequest(
+                "Add node failed. The node already belongs to a cluster or holds databases.".into(),
+            ));
+        }
+        self.meta.add_member(name, fabric_addr).await
+    }
+
+    /// What this node tells a node that wants to add it.
+    pub async fn status(&self) -> NodeStatus {
+        NodeStatus {
+            name: self.node.clone(),
+            initialized: self.meta.is_initialized().await,
+        }
+    }
+
+    /// Stops Raft and closes every shard after its queued writes (at shutdown).
+    pub async fn shutdown(&self) {
+        self.meta.shutdown().await;
         self.shards.close_all();
     }
 
     fn map(&self, db: &str) -> Result<ShardMap, ClusterError> {
-        self.meta.shard_map(db).ok_or(ClusterError::NoDb)
+        self.meta
+            .state()
+            .dbs
+            .get(db)
+            .cloned()
+            .ok_or(ClusterError::NoDb)
     }
 
-    fn shard(&self, map: &ShardMap, range: &ShardRange) -> Result<Arc<Shard>, ClusterError> {
-        Ok(self.shards.get(map, range, false)?)
+    fn addr_of(&self, node: &str) -> Option<String> {
+        self.meta
+            .members()
+            .into_iter()
+            .find(|(n, _)| n == node)
+            .map(|(_, a)| a)
     }
 
-    /// One copy of every range (the local one), in range order.
-    fn all_shards(&self, map: &ShardMap) -> Result<Vec<(ShardRange, Arc<Shard>)>, ClusterError> {
-        map.ranges
-            .iter()
-            .map(|r| Ok((r.clone(), self.shard(map, r)?)))
-            .collect()
+    /// Runs one operation on the copy of `range` held by `node`.
+    async fn call(
+        &self,
+        map: &ShardMap,
+        range: &ShardRange,
+        node: &str,
+        op: ShardOp,
+    ) -> Result<ShardReply, ClusterError> {
+        if node == self.node {
+            let shard = self.shards.get(map, range, false)?;
+            return execute(&shard, op).await;
+        }
+        let addr = self
+            .addr_of(node)
+            .ok_or_else(|| ClusterError::Internal(format!("unknown node {node}")))?;
+        let bytes = postcard::to_stdvec(&op).map_err(|e| ClusterError::Internal(e.to_string()))?;
+        let reply = self
+            .clients
+            .shard(&addr, shard_ref(map, range), bytes)
+            .await
+            .map_err(|e| ClusterError::Unavailable(e.to_string()))?;
+        let reply: Result<ShardReply, String> =
+            postcard::from_bytes(&reply).map_err(|e| ClusterError::Internal(e.to_string()))?;
+        reply.map_err(ClusterError::Internal)
     }
 
-    fn doc_shard(&self, map: &ShardMap, id: &str) -> Result<Arc<Shard>, ClusterError> {
-        let r = &map.ranges[map.range_index(id)];
-        self.shard(map, r)
+    /// Copies of a range, this node's first.
+    fn copies(&self, range: &ShardRange) -> Vec<String> {
+        let mut nodes = range.nodes.clone();
+        nodes.sort_by_key(|n| n != &self.node);
+        nodes
+    }
+
+    /// Runs a read on one copy of a range: this node's if it has one, else the
+    /// first other copy that answers. `prefer` names a copy to try first.
+    async fn call_one(
+        &self,
+        map: &ShardMap,
+        range: &ShardRange,
+        op: ShardOp,
+        prefer: Option<&str>,
+    ) -> Result<(String, ShardReply), ClusterError> {
+        let mut nodes = self.copies(range);
+        if let Some(p) = prefer {
+            nodes.sort_by_key(|n| n != p);
+        }
+        let mut last = ClusterError::Unavailable(format!("no copy of {} {}", map.db, range.name()));
+        for node in nodes {
+            match self.call(map, range, &node, op.clone()).await {
+                Ok(r) => return Ok((node, r)),
+                Err(e) => {
+                    tracing::debug!(db = %map.db, range = %range.name(), %node, error = %e, "copy failed, trying another");
+                    last = e;
+                }
+            }
+        }
+        Err(last)
+    }
+
+    /// Runs an operation on every copy of a range at once and returns the answers
+    /// as they arrive, stopping after `enough` successes (the rest keep running).
+    async fn call_all(
+        self: &Arc<Self>,
+        map: &ShardMap,
+        range: &ShardRange,
+        op: ShardOp,
+        enough: impl Fn(&[(String, ShardReply)]) -> bool,
+    ) -> (Vec<(String, ShardReply)>, Vec<(String, ClusterError)>) {
+        let nodes = self.copies(range);
+        let (tx, mut rx) = tokio::sync::mpsc::channel(nodes.len().max(1));
+        for node in nodes.iter().cloned() {
+            let me = self.clone();
+            let (map, range, op, tx) = (map.clone(), range.clone(), op.clone(), tx.clone());
+            tokio::spawn(async move {
+                let r = me.call(&map, &range, &node, op).await;
+                let _ = tx.send((node, r)).await;
+            });
+        }
+        drop(tx);
+        let mut ok = Vec::new();
+        let mut failed = Vec::new();
+        while let Some((node, r)) = rx.recv().await {
+            match r {
+                Ok(reply) => ok.push((node, reply)),
+                Err(e) => failed.push((node, e)),
+            }
+            if enough(&ok) {
+                break;
+            }
+        }
+        (ok, failed)
+    }
+
+    /// One copy per range, in range order.
+    async fn each_range(
+        &self,
+        map: &ShardMap,
+        op: impl Fn(&ShardRange) -> ShardOp,
+    ) -> Result<Vec<(String, ShardReply)>, ClusterError> {
+        let mut out = Vec::with_capacity(map.ranges.len());
+        for range in &map.ranges {
+            out.push(self.call_one(map, range, op(range), None).await?);
+        }
+        Ok(out)
     }
 
     /// The shard map of a database.
     pub fn shard_map(&self, db: &str) -> Option<ShardMap> {
-        self.meta.shard_map(db)
+        self.meta.state().dbs.get(db).cloned()
     }
 
     /// Whether a database exists.
     pub fn db_exists(&self, db: &str) -> bool {
-        self.meta.shard_map(db).is_some()
+        self.meta.state().dbs.contains_key(db)
     }
 
     /// All database names, sorted.
     pub fn all_dbs(&self) -> Vec<String> {
-        self.meta.db_names()
+        self.meta.state().dbs.keys().cloned().collect()
     }
 
-    /// Creates a database: records its shard map, then creates the shard files.
-    /// `security` is stored in every new shard.
+    /// Creates a database: its shard map (copies placed on the ring of members) is
+    /// written through Raft; every owner creates its files when it applies it.
     pub async fn create_db(
         &self,
         name: &str,
@@ -281,40 +485,49 @@ impl Coordinator {
         if self.db_exists(name) {
             return Err(ClusterError::DbExists);
         }
-        let (dq, dn) = self.defaults.read().map(|d| *d).unwrap_or((2, 1));
+        self.meta.ensure_initialized().await?;
+        let (dq, dn) = self.defaults.read().map(|d| *d).unwrap_or((2, 3));
         let nodes = self.cluster_nodes();
-        let n = n.unwrap_or(dn).clamp(1, nodes.len());
         let secs = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        let map = ShardMap::new(
-            name,
-            q.unwrap_or(dq),
-            &nodes[..n],
-            format!(".{secs}"),
-            props,
-        );
-        // Remove leftovers of an earlier database of the same name and second.
-        self.shards.delete(&map)?;
-        self.meta.apply(MetaCommand::CreateDb(map.clone()))?;
-        for range in &map.ranges {
-            let shard = self.shards.get(&map, range, true)?;
-            shard.set_meta("security", security.clone()).await?;
+        let mut map = ShardMap::new(name, q.unwrap_or(dq), &[], format!(".{secs}"), props);
+        let names: Vec<String> = map.ranges.iter().map(|r| r.name()).collect();
+        let placement = crate::ring::place(&nodes, name, &names, n.unwrap_or(dn));
+        for (range, copies) in map.ranges.iter_mut().zip(placement) {
+            range.nodes = copies;
         }
-        Ok(())
+        map.n = map.ranges.first().map_or(1, |r| r.nodes.len());
+        match self
+            .meta
+            .write(MetaCommand::CreateDb { map, security })
+            .await?
+        {
+            MetaReply::Ok => Ok(()),
+            MetaReply::DbExists => Err(ClusterError::DbExists),
+            MetaReply::NoDb => Err(ClusterError::NoDb),
+        }
     }
 
-    /// Deletes a database and its files.
+    /// Deletes a database; every owner deletes its files when it applies this.
     pub async fn delete_db(&self, name: &str) -> Result<(), ClusterError> {
-        let map = self.map(name)?;
-        self.meta.apply(MetaCommand::DeleteDb(name.to_string()))?;
-        Ok(self.shards.delete(&map)?)
+        self.map(name)?;
+        match self
+            .meta
+            .write(MetaCommand::DeleteDb(name.to_string()))
+            .await?
+        {
+            MetaReply::Ok => Ok(()),
+            MetaReply::NoDb => Err(ClusterError::NoDb),
+            MetaReply::DbExists => Err(ClusterError::DbExists),
+        }
     }
 
-    /// Writes documents; one result per update, in order.
+    /// Writes documents to every copy; one result per update, in order. A result is
+    /// `accepted` (HTTP 202) when fewer than `w` copies wrote it.
     pub async fn update_docs(
-        &self,
+        self: &Arc<Self>,
         db: &str,
         updates: Vec<DocUpdate>,
         w: Option<usize>,
@@ -333,21 +546,18 @@ impl Coordinator {
             if idx.is_empty() {
                 continue;
             }
-            let range = &map.ranges[r];
-            let copies = range.nodes.len();
-            let w = quorum::effective(w, copies);
-            let shard = self.shard(&map, range)?;
+            let me = self.clone();
+            let map = map.clone();
             tasks.push(tokio::spawn(async move {
-                let results = shard.update_docs(batch).await?;
-                let acks = 1;
-                Ok::<_, ClusterError>((idx, results, !quorum::write_complete(acks, w)))
+                let range = &map.ranges[r];
+                let res = me.write_range(&map, range, batch, w).await;
+                (idx, res)
             }));
         }
         for task in tasks {
-            let (idx, results, short) = task.await??;
-            for (i, result) in idx.into_iter().zip(results) {
-                let accepted = short && result.is_ok();
-                out[i] = Some(DocWriteResult { result, accepted });
+            let (idx, results) = task.await?;
+            for (i, result) in idx.into_iter().zip(results?) {
+                out[i] = Some(result);
             }
         }
         Ok(out
@@ -361,61 +571,370 @@ impl Coordinator {
             .collect())
     }
 
-    /// Opens a document and the selected revisions; `None` if the id is unknown.
+    /// Writes a batch to every copy of one range and counts acknowledgements.
+    async fn write_range(
+        self: &Arc<Self>,
+        map: &ShardMap,
+        range: &ShardRange,
+        batch: Vec<DocUpdate>,
+        w: Option<usize>,
+    ) -> Result<Vec<DocWriteResult>, ClusterError> {
+        let w = quorum::effective(w, range.nodes.len());
+        let n_docs = batch.len();
+        let (ok, failed) = self
+            .call_all(map, range, ShardOp::UpdateDocs(batch), |ok| ok.len() >= w)
+            .await;
+        if !failed.is_empty() || ok.len() < range.nodes.len() {
+            // Some copy missed (or has not yet acknowledged) the write: internal
+            // replication catches it up.
+            self.sync_wanted.notify_one();
+        }
+        let replies: Vec<Vec<UpdateResult>> = ok
+            .into_iter()
+            .filter_map(|(_, r)| match r {
+                ShardReply::Updated(v) if v.len() == n_docs => Some(v),
+                _ => None,
+            })
+            .collect();
+        if replies.is_empty() {
+            let reason = failed
+                .first()
+                .map(|(n, e)| format!("{n}: {e}"))
+                .unwrap_or_else(|| "no copy answered".into());
+            return Err(ClusterError::Unavailable(reason));
+        }
+        Ok((0..n_docs)
+            .map(|i| {
+                let oks: Vec<&Rev> = replies.iter().filter_map(|r| r[i].as_ref().ok()).collect();
+                match oks.first() {
+                    Some(rev) => DocWriteResult {
+                        result: Ok((*rev).clone()),
+                        accepted: !quorum::write_complete(
+                            oks.iter().filter(|r| r == &rev).count(),
+                            w,
+                        ),
+                    },
+                    None => DocWriteResult {
+                        result: replies[0][i].clone(),
+                        accepted: false,
+                    },
+                }
+            })
+            .collect())
+    }
+
+    /// Opens a document and the selected revisions from `r` copies; the best answer
+    /// wins and copies that disagree are repaired. `None` if the id is unknown.
     pub async fn open_doc(
-        &self,
+        self: &Arc<Self>,
         db: &str,
         id: &str,
         sel: RevSelector,
     ) -> Result<Option<OpenedDoc>, ClusterError> {
-        let map = self.map(db)?;
-        let shard = self.doc_shard(&map, id)?;
-        let id = id.to_string();
-        point_read(move || {
-            let reader = shard.reader()?;
-            let Some(info) = reader.doc_info(&id)? else {
-                return Ok(None);
-            };
-            let open = |rev: &Rev| -> Result<Result<OpenedRev, Rev>, ClusterError> {
-                match info.tree.path_to(rev) {
-                    Some(path) => {
-                        let deleted = path.first().is_some_and(|(_, d)| *d);
-                        Ok(Ok(OpenedRev {
-                            rev: rev.clone(),
-                            deleted,
-                            body: reader.rev_body(&id, rev)?,
-                        }))
-                    }
-                    None => Ok(Err(rev.clone())),
-                }
-            };
-            let mut wanted: Vec<Rev> = Vec::new();
-            let mut unknown: Vec<Rev> = Vec::new();
-            match &sel {
-                RevSelector::Winner => wanted.extend(info.tree.winner().map(|l| l.rev)),
-                RevSelector::AllLeaves => {
-                    wanted.extend(info.tree.leaves().into_iter().map(|l| l.rev))
-                }
-                RevSelector::Rev { rev, latest } => {
-                    expand(&info, rev, *latest, &mut wanted, &mut unknown)
-                }
-                RevSelector::Revs { revs, latest } => {
-                    for rev in revs {
-                        expand(&info, rev, *latest, &mut wanted, &mut unknown)
-                    }
-                }
-            }
-            let mut revs = Vec::with_capacity(wanted.len() + unknown.len());
-            for rev in &wanted {
-                revs.push(open(rev)?);
-            }
-            revs.extend(unknown.into_iter().map(Err));
-            Ok(Some(OpenedDoc { info, revs }))
-        })
-        .await
+        self.open_doc_r(db, id, sel, None).await
     }
 
-    /// Attachment bytes by digest, from the shard holding document `id`.
+    /// `open_doc` with an explicit read quorum.
+    pub async fn open_doc_r(
+        self: &Arc<Self>,
+        db: &str,
+        id: &str,
+        sel: RevSelector,
+        r: Option<usize>,
+    ) -> Result<Option<OpenedDoc>, ClusterError> {
+        let map = self.map(db)?;
+        let range = &map.ranges[map.range_index(id)];
+        let op = ShardOp::OpenDoc {
+            id: id.to_string(),
+            sel: sel.clone(),
+        };
+        if range.nodes.len() == 1 {
+            return match self.call_one(&map, range, op, None).await?.1 {
+                ShardReply::Doc(d) => Ok(d),
+                other => Err(unexpected(other)),
+            };
+        }
+        let r = quorum::effective(r, range.nodes.len());
+        let (ok, failed) = self.call_all(&map, range, op, |ok| ok.len() >= r).await;
+        let mut docs: Vec<Option<OpenedDoc>> = Vec::with_capacity(ok.len());
+        for (_, reply) in ok {
+            match reply {
+                ShardReply::Doc(d) => docs.push(d),
+                other => return Err(unexpected(other)),
+            }
+        }
+        if docs.is_empty() {
+            let reason = failed
+                .first()
+                .map(|(n, e)| format!("{n}: {e}"))
+                .unwrap_or_default();
+            return Err(ClusterError::Unavailable(reason));
+        }
+        let agree = docs
+            .iter()
+            .all(|d| d.as_ref().map(|d| &d.info.tree) == docs[0].as_ref().map(|d| &d.info.tree));
+        if !agree {
+            let me = self.clone();
+            let (db, id) = (db.to_string(), id.to_string());
+            tokio::spawn(async move {
+                if let Err(e) = me.repair_doc(&db, &id).await {
+                    tracing::warn!(%db, %id, error = %e, "read repair failed");
+                }
+            });
+        }
+        let best = docs.iter().max_by_key(|d| winner_key(d)).cloned().flatten();
+        Ok(match (sel, best) {
+            (RevSelector::AllLeaves | RevSelector::Revs { .. }, Some(mut best)) => {
+                // Every leaf any copy knows, with a body from whoever has one.
+                for d in docs.iter().flatten() {
+                    for rev in d.revs.iter().flatten() {
+                        let known = best.revs.iter().any(|r| match r {
+                            Ok(o) => o.rev == rev.rev,
+                            Err(_) => false,
+                        });
+                        if !known {
+                            best.revs.retain(|r| r.as_ref().err() != Some(&rev.rev));
+                            best.revs.push(Ok(rev.clone()));
+                        }
+                    }
+                }
+                Some(best)
+            }
+            (_, best) => best,
+        })
+    }
+
+    /// Makes every copy of a document hold every revision any copy holds.
+    pub async fn repair_doc(self: &Arc<Self>, db: &str, id: &str) -> Result<(), ClusterError> {
+        let map = self.map(db)?;
+        let range = map.ranges[map.range_index(id)].clone();
+        let op = ShardOp::OpenDoc {
+            id: id.to_string(),
+            sel: RevSelector::AllLeaves,
+        };
+        let (ok, _) = self.call_all(&map, &range, op, |_| false).await;
+        let copies: Vec<(String, Option<OpenedDoc>)> = ok
+            .into_iter()
+            .filter_map(|(n, r)| match r {
+                ShardReply::Doc(d) => Some((n, d)),
+                _ => None,
+            })
+            .collect();
+        for (source, doc) in &copies {
+            let Some(doc) = doc else { continue };
+            for (target, other) in &copies {
+                if target == source {
+                    continue;
+                }
+                let missing: Vec<&OpenedRev> = doc
+                    .revs
+                    .iter()
+                    .flatten()
+                    .filter(|r| !other.as_ref().is_some_and(|o| o.info.tree.contains(&r.rev)))
+                    .collect();
+                if missing.is_empty() {
+                    continue;
+                }
+                let updates = self
+                    .replica_updates(&map, &range, source, id, &doc.info, &missing)
+                    .await?;
+                self.call(&map, &range, target, ShardOp::UpdateDocs(updates))
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Replicated-edit updates that carry `revs` of a document (with their paths,
+    /// bodies and attachment data) from the copy on `source`.
+    async fn replica_updates(
+        &self,
+        map: &ShardMap,
+        range: &ShardRange,
+        source: &str,
+        id: &str,
+        info: &DocInfo,
+        revs: &[&OpenedRev],
+    ) -> Result<Vec<DocUpdate>, ClusterError> {
+        let mut updates = Vec::with_capacity(revs.len());
+        for rev in revs {
+            let ids: Vec<String> = info
+                .tree
+                .path_to(&rev.rev)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(r, _)| r.id)
+                .collect();
+            let body = rev.body.clone().unwrap_or_else(|| RevBody {
+                body: b"{}".to_vec(),
+                attachments: Vec::new(),
+            });
+            let mut attachments = Vec::with_capacity(body.attachments.len());
+            for att in body.attachments {
+                let data = match self
+                    .call(map, range, source, ShardOp::AttachmentData(att.digest))
+                    .await?
+                {
+                    ShardReply::Bytes(Some(d)) => d,
+                    _ => continue,
+                };
+                attachments.push(NewAttachment::Replica { info: att, data });
+            }
+            updates.push(DocUpdate {
+                id: id.to_string(),
+                kind: EditKind::Replicated {
+                    pos: rev.rev.pos,
+                    ids,
+                },
+                deleted: rev.deleted,
+                body: body.body,
+                attachments,
+            });
+        }
+        Ok(updates)
+    }
+
+    /// Pushes to `target` every revision its copy of `range` lacks, from this
+    /// node's copy, starting at the last checkpoint. Returns how many revisions
+    /// were sent.
+    pub async fn sync_range(
+        &self,
+        map: &ShardMap,
+        range: &ShardRange,
+        target: &str,
+    ) -> Result<usize, ClusterError> {
+        let local = self.shards.get(map, range, false)?;
+        let checkpoint_id = format!("_local/shard-sync-{}", hex::encode(target.as_bytes()));
+        let checkpoint = local.reader()?.local_doc(&checkpoint_id)?;
+        let (mut since, mut cp_rev) = match &checkpoint {
+            Some(doc) => {
+                let v: Value = serde_json::from_slice(&doc.body).unwrap_or(Value::Null);
+                let same_file = v["source_uuid"].as_str() == Some(local.uuid());
+                (
+                    if same_file {
+                        v["seq"].as_u64().unwrap_or(0)
+                    } else {
+                        0
+                    },
+                    Some(doc.rev),
+                )
+            }
+            None => (0, None),
+        };
+        let mut sent = 0;
+        loop {
+            let rows = local.reader()?.changes(since, 500, false)?;
+            if rows.is_empty() {
+                return Ok(sent);
+            }
+            let last = rows.last().map_or(since, |r| r.seq);
+            let request: Vec<(String, Vec<Rev>)> = rows
+                .iter()
+                .map(|r| {
+                    (
+                        r.id.clone(),
+                        r.leaves.iter().map(|l| l.rev.clone()).collect(),
+                    )
+                })
+                .collect();
+            let missing = match self
+                .call(map, range, target, ShardOp::RevsDiff(request))
+                .await?
+            {
+                ShardReply::RevsDiff(m) => m,
+                other => return Err(unexpected(other)),
+            };
+            let mut updates = Vec::new();
+            for (id, diff) in missing {
+                let opened = execute(
+                    &local,
+                    ShardOp::OpenDoc {
+                        id: id.clone(),
+                        sel: RevSelector::Revs {
+                            revs: diff.missing.clone(),
+                            latest: false,
+                        },
+                    },
+                )
+                .await?;
+                let ShardReply::Doc(Some(doc)) = opened else {
+                    continue;
+                };
+                let revs: Vec<&OpenedRev> = doc.revs.iter().flatten().collect();
+                updates.extend(
+                    self.replica_updates(map, range, &self.node, &id, &doc.info, &revs)
+                        .await?,
+                );
+            }
+            if !updates.is_empty() {
+                sent += updates.len();
+                match self
+                    .call(map, range, target, ShardOp::UpdateDocs(updates))
+                    .await?
+                {
+                    ShardReply::Updated(results) => {
+                        if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
+                            tracing::warn!(db = %map.db, %target, error = %e, "internal replication refused a revision");
+                        }
+                    }
+                    other => return Err(unexpected(other)),
+                }
+            }
+            since = last;
+            let body = serde_json::to_vec(&serde_json::json!({
+                "seq": since,
+                "source_uuid": local.uuid(),
+                "target_node": target,
+            }))
+            .map_err(|e| ClusterError::Internal(e.to_string()))?;
+            cp_rev = local
+                .write_local(checkpoint_id.clone(), cp_rev, Some(body))
+                .await?
+                .ok();
+        }
+    }
+
+    /// Pushes missing revisions from every local shard copy to its peer copies.
+    pub async fn sync_all(&self) -> usize {
+        let dbs: Vec<ShardMap> = self.meta.state().dbs.values().cloned().collect();
+        let mut sent = 0;
+        for map in dbs {
+            for range in map.ranges.iter().filter(|r| r.nodes.contains(&self.node)) {
+                for target in range.nodes.iter().filter(|n| *n != &self.node) {
+                    match self.sync_range(&map, range, target).await {
+                        Ok(n) => sent += n,
+                        Err(e) => {
+                            tracing::debug!(db = %map.db, range = %range.name(), %target, error = %e, "shard sync postponed")
+                        }
+                    }
+                }
+            }
+        }
+        sent
+    }
+
+    /// Internal replication, forever: after writes that missed a copy and every
+    /// few seconds, every local copy pushes what its peers lack.
+    pub async fn run_internal_replication(self: Arc<Self>) {
+        loop {
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                self.sync_wanted.notified(),
+            )
+            .await;
+            if self.cluster_nodes().len() > 1 {
+                let sent = self.sync_all().await;
+                if sent > 0 {
+                    tracing::info!(
+                        revisions = sent,
+                        "internal replication caught up peer copies"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Attachment bytes by digest, from a copy of the shard holding document `id`.
     pub async fn attachment_data(
         &self,
         db: &str,
@@ -423,8 +942,16 @@ impl Coordinator {
         digest: [u8; 16],
     ) -> Result<Option<Vec<u8>>, ClusterError> {
         let map = self.map(db)?;
-        let shard = self.doc_shard(&map, id)?;
-        blocking(move || Ok(shard.reader()?.attachment(&digest)?)).await
+        let range = &map.ranges[map.range_index(id)];
+        for node in self.copies(range) {
+            if let Ok(ShardReply::Bytes(Some(d))) = self
+                .call(&map, range, &node, ShardOp::AttachmentData(digest))
+                .await
+            {
+                return Ok(Some(d));
+            }
+        }
+        Ok(None)
     }
 
     /// Trees (and optionally winner bodies) of the given ids, in order.
@@ -435,225 +962,204 @@ impl Coordinator {
         include_docs: bool,
     ) -> Result<Vec<Option<AllDocsRow>>, ClusterError> {
         let map = self.map(db)?;
-        let shards = self.all_shards(&map)?;
-        blocking(move || {
-            let readers = shards
-                .iter()
-                .map(|(_, s)| s.reader())
-                .collect::<Result<Vec<_>, _>>()?;
-            let mut out = Vec::with_capacity(ids.len());
-            for id in ids {
-                let reader = &readers[map.range_index(&id)];
-                let row = match reader.doc_info(&id)? {
-                    Some(info) => {
-                        let body = match (include_docs, info.tree.winner()) {
-                            (true, Some(w)) if !w.deleted => reader.rev_body(&id, &w.rev)?,
-                            _ => None,
-                        };
-                        Some(AllDocsRow { id, info, body })
-                    }
-                    None => None,
-                };
-                out.push(row);
+        let mut per_range: Vec<(Vec<usize>, Vec<String>)> = vec![Default::default(); map.q()];
+        for (i, id) in ids.iter().enumerate() {
+            let r = map.range_index(id);
+            per_range[r].0.push(i);
+            per_range[r].1.push(id.clone());
+        }
+        let mut out: Vec<Option<AllDocsRow>> = vec![None; ids.len()];
+        for (r, (idx, ids)) in per_range.into_iter().enumerate() {
+            if idx.is_empty() {
+                continue;
             }
-            Ok(out)
-        })
-        .await
+            let op = ShardOp::DocsById { ids, include_docs };
+            match self.call_one(&map, &map.ranges[r], op, None).await?.1 {
+                ShardReply::Rows(rows) => {
+                    for (i, row) in idx.into_iter().zip(rows) {
+                        out[i] = row;
+                    }
+                }
+                other => return Err(unexpected(other)),
+            }
+        }
+        Ok(out)
     }
 
-    /// `_all_docs` over every range, merged in id order.
+    /// `_all_docs` over one copy of every range, merged in id order.
     pub async fn all_docs(&self, db: &str, q: AllDocsQuery) -> Result<AllDocsResult, ClusterError> {
         let map = self.map(db)?;
-        let shards = self.all_shards(&map)?;
-        blocking(move || {
-            let mut range = q.range.clone();
-            range.limit = q.range.limit.saturating_add(q.skip);
-            let mut rows: Vec<(String, DocInfo, usize)> = Vec::new();
-            let mut total = 0;
-            let mut offset = 0;
-            let readers = shards
-                .iter()
-                .map(|(_, s)| s.reader())
-                .collect::<Result<Vec<_>, _>>()?;
-            for (i, reader) in readers.iter().enumerate() {
-                total += reader.info()?.doc_count;
-                if let Some(start) = &range.start {
-                    offset += reader.count_before(start, range.descending)?;
-                }
-                rows.extend(
-                    reader
-                        .all_docs(&range)?
-                        .into_iter()
-                        .map(|(id, info)| (id, info, i)),
-                );
-            }
-            if range.descending {
-                rows.sort_by(|a, b| b.0.cmp(&a.0));
-            } else {
-                rows.sort_by(|a, b| a.0.cmp(&b.0));
-            }
-            let mut out = Vec::new();
-            for (id, info, i) in rows.into_iter().skip(q.skip).take(q.range.limit) {
-                let body = match (q.include_docs, info.tree.winner()) {
-                    (true, Some(w)) => readers[i].rev_body(&id, &w.rev)?,
-                    _ => None,
-                };
-                out.push(AllDocsRow { id, info, body });
-            }
-            Ok(AllDocsResult {
-                total_rows: total,
-                offset: (offset + q.skip as u64).min(total),
-                rows: out,
+        let mut range = q.range.clone();
+        range.limit = q.range.limit.saturating_add(q.skip);
+        let replies = self
+            .each_range(&map, |_| ShardOp::AllDocs {
+                range: range.clone(),
+                include_docs: q.include_docs,
             })
+            .await?;
+        let mut rows = Vec::new();
+        let (mut total, mut offset) = (0, 0);
+        for (_, reply) in replies {
+            match reply {
+                ShardReply::AllDocs {
+                    total: t,
+                    before,
+                    rows: r,
+                } => {
+                    total += t;
+                    offset += before;
+                    rows.extend(r);
+                }
+                other => return Err(unexpected(other)),
+            }
+        }
+        if range.descending {
+            rows.sort_by(|a, b| b.id.cmp(&a.id));
+        } else {
+            rows.sort_by(|a, b| a.id.cmp(&b.id));
+        }
+        let rows = rows.into_iter().skip(q.skip).take(q.range.limit).collect();
+        Ok(AllDocsResult {
+            total_rows: total,
+            offset: (offset + q.skip as u64).min(total),
+            rows,
         })
-        .await
     }
 
     /// The current clustered update sequence (for `since=now` and db info).
     pub async fn current_seq(&self, db: &str) -> Result<SeqVector, ClusterError> {
         let map = self.map(db)?;
-        let shards = self.all_shards(&map)?;
-        let node = self.node.clone();
-        point_read(move || {
-            let mut v = Vec::new();
-            for (range, shard) in &shards {
-                let info = shard.reader()?.info()?;
-                v.push(seq_entry(&node, range, shard, info.update_seq));
+        let mut v = Vec::new();
+        for (range, (node, reply)) in map
+            .ranges
+            .iter()
+            .zip(self.each_range(&map, |_| ShardOp::Info).await?)
+        {
+            match reply {
+                ShardReply::Info(i) => v.push(seq_entry(&node, range, &i.uuid, i.update_seq)),
+                other => return Err(unexpected(other)),
             }
-            Ok(SeqVector(v))
-        })
-        .await
+        }
+        Ok(SeqVector(v))
     }
 
-    /// The update-sequence watchers of every shard (for live feeds).
+    /// The update-sequence watchers of this node's shard copies (for live feeds).
     pub fn watch_db(
         &self,
         db: &str,
     ) -> Result<Vec<tokio::sync::watch::Receiver<u64>>, ClusterError> {
         let map = self.map(db)?;
-        Ok(self
-            .all_shards(&map)?
-            .into_iter()
-            .map(|(_, s)| s.watch_seq())
+        Ok(map
+            .ranges
+            .iter()
+            .filter(|r| r.nodes.contains(&self.node))
+            .filter_map(|r| self.shards.get(&map, r, false).ok())
+            .map(|s| s.watch_seq())
             .collect())
     }
 
-    /// Changes since a position, merged over every range.
+    /// Changes since a position, from one copy of every range. A range whose copy
+    /// in `since` is gone restarts on another copy from 0: clients may see repeats,
+    /// never gaps.
     pub async fn changes(&self, db: &str, q: ChangesQuery) -> Result<ChangesResult, ClusterError> {
         let map = self.map(db)?;
-        let shards = self.all_shards(&map)?;
-        let node = self.node.clone();
-        blocking(move || {
-            let readers = shards
+        let mut shard_rows = Vec::with_capacity(map.ranges.len());
+        for range in &map.ranges {
+            let prefer = q
+                .since
+                .0
                 .iter()
-                .map(|(_, s)| s.reader())
-                .collect::<Result<Vec<_>, _>>()?;
-            // Starting positions, per range. A descending feed starts at the current
-            // end of every range whatever `since` says (fabric_view_changes:get_start_seq)
-            // and walks down from there.
-            let mut vector: Vec<SeqEntry> = Vec::with_capacity(shards.len());
-            for ((range, shard), reader) in shards.iter().zip(&readers) {
-                let pos = if q.descending {
-                    reader.info()?.update_seq
-                } else {
-                    q.since.position(range.begin, range.end, shard.uuid())
-                };
-                vector.push(seq_entry(&node, range, shard, pos));
-            }
-            let mut rows = Vec::new();
-            for (i, reader) in readers.iter().enumerate() {
+                .find(|e| e.begin == range.begin && e.end == range.end)
+                .map(|e| e.node.clone());
+            // The position only holds on the copy it was taken from; ask that copy
+            // first, and learn its file uuid to check the position still applies.
+            let (node, info) = match self
+                .call_one(&map, range, ShardOp::Info, prefer.as_deref())
+                .await?
+            {
+                (node, ShardReply::Info(i)) => (node, i),
+                (_, other) => return Err(unexpected(other)),
+            };
+            let since = if q.descending {
+                0
+            } else {
+                q.since
+                    .0
+                    .iter()
+                    .find(|e| {
+                        e.node == node
+                            && e.begin == range.begin
+                            && e.end == range.end
+                            && info.uuid.starts_with(&e.uuid)
+                    })
+                    .map_or(0, |e| e.seq)
+            };
+            let op = ShardOp::Changes {
+                since,
+                limit: q.limit,
+                descending: q.descending,
+                include_docs: q.include_docs,
+                doc_ids: q.doc_ids.as_ref().map(|ids| {
+                    ids.iter()
+                        .filter(|id| range.contains(doc_hash(id)))
+                        .cloned()
+                        .collect()
+                }),
+                design_only: q.design_only,
+            };
+            let reply = self.call(&map, range, &node, op).await?;
+            let start = if q.descending { info.update_seq } else { since };
+            shard_rows.push((range.clone(), node, info.uuid, start, reply));
+        }
+        let mut vector: Vec<SeqEntry> = shard_rows
+            .iter()
+            .map(|(range, node, uuid, start, _)| seq_entry(node, range, uuid, *start))
+            .collect();
+        let mut rows = Vec::new();
+        let mut available = 0u64;
+        let mut end_seqs = Vec::with_capacity(shard_rows.len());
+        for (i, (_, _, _, _, reply)) in shard_rows.into_iter().enumerate() {
+            let ShardReply::Changes {
+                rows: changes,
+                update_seq,
+                pending,
+            } = reply
+            else {
+                return Err(unexpected(reply));
+            };
+            end_seqs.push(update_seq);
+            available += pending + changes.len() as u64;
+            for c in changes {
                 if rows.len() >= q.limit {
                     break;
                 }
-                let since = if q.descending { 0 } else { vector[i].seq };
-                let want = q.limit - rows.len();
-                let shard_rows = match &q.doc_ids {
-                    Some(ids) => {
-                        let mut found = Vec::new();
-                        for id in ids {
-                            if map.range_index(id) != i {
-                                continue;
-                            }
-                            if let Some(info) = reader.doc_info(id)? {
-                                if info.seq > since {
-                                    let leaves = info.tree.leaves();
-                                    let deleted = leaves.first().is_none_or(|l| l.deleted);
-                                    found.push(chaise_storage::ChangeRow {
-                                        seq: info.seq,
-                                        id: id.clone(),
-                                        leaves,
-                                        deleted,
-                                    });
-                                }
-                            }
-                        }
-                        found.sort_by_key(|r| r.seq);
-                        found.dedup_by(|a, b| a.id == b.id);
-                        if q.descending {
-                            found.reverse();
-                        }
-                        found.truncate(want);
-                        found
-                    }
-                    None if q.design_only => reader
-                        .changes(since, usize::MAX, q.descending)?
-                        .into_iter()
-                        .filter(|r| r.id.starts_with("_design/"))
-                        .take(want)
-                        .collect(),
-                    None => reader.changes(since, want, q.descending)?,
-                };
-                for r in shard_rows {
-                    vector[i].seq = r.seq;
-                    let (body, info) = if q.include_docs {
-                        let info = reader.doc_info(&r.id)?;
-                        let body = match r.leaves.first() {
-                            Some(w) => reader.rev_body(&r.id, &w.rev)?,
-                            None => None,
-                        };
-                        (body, info)
-                    } else {
-                        (None, None)
-                    };
-                    rows.push(ChangesRow {
-                        seq: SeqVector(vector.clone()).encode(),
-                        id: r.id,
-                        leaves: r.leaves,
-                        deleted: r.deleted,
-                        body,
-                        info,
-                    });
-                }
+                vector[i].seq = c.row.seq;
+                rows.push(ChangesRow {
+                    seq: SeqVector(vector.clone()).encode(),
+                    id: c.row.id,
+                    leaves: c.row.leaves,
+                    deleted: c.row.deleted,
+                    body: c.body,
+                    info: c.info,
+                });
             }
-            let mut pending = 0;
-            if q.doc_ids.is_none() {
-                if q.descending {
-                    // Each range was walked down from its top: what is left is every
-                    // change not returned.
-                    let mut total = 0;
-                    for reader in &readers {
-                        total += reader.count_changes_after(0)?;
-                    }
-                    pending = total.saturating_sub(rows.len() as u64);
-                } else {
-                    for (i, reader) in readers.iter().enumerate() {
-                        pending += reader.count_changes_after(vector[i].seq)?;
-                    }
-                }
+        }
+        let pending = if q.doc_ids.is_some() {
+            0
+        } else {
+            available.saturating_sub(rows.len() as u64)
+        };
+        if !q.descending && rows.len() < q.limit {
+            // Everything was seen: the feed ends at the current end of every range.
+            for (e, end) in vector.iter_mut().zip(end_seqs) {
+                e.seq = e.seq.max(end);
             }
-            if !q.descending && rows.len() < q.limit {
-                // Everything was seen: the feed ends at the current end of every range.
-                for (i, reader) in readers.iter().enumerate() {
-                    vector[i].seq = vector[i].seq.max(reader.info()?.update_seq);
-                }
-            }
-            Ok(ChangesResult {
-                rows,
-                last_seq: SeqVector(vector).encode(),
-                pending,
-            })
+        }
+        Ok(ChangesResult {
+            rows,
+            last_seq: SeqVector(vector).encode(),
+            pending,
         })
-        .await
     }
 
     /// `_revs_diff`: for each id, the requested revisions the database lacks.
@@ -663,56 +1169,40 @@ impl Coordinator {
         request: Vec<(String, Vec<Rev>)>,
     ) -> Result<Vec<(String, RevsDiff)>, ClusterError> {
         let map = self.map(db)?;
-        let shards = self.all_shards(&map)?;
-        blocking(move || {
-            let readers = shards
-                .iter()
-                .map(|(_, s)| s.reader())
-                .collect::<Result<Vec<_>, _>>()?;
-            let mut out = Vec::new();
-            for (id, revs) in request {
-                let info = readers[map.range_index(&id)].doc_info(&id)?;
-                let missing: Vec<Rev> = revs
-                    .iter()
-                    .filter(|r| !info.as_ref().is_some_and(|i| i.tree.contains(r)))
-                    .cloned()
-                    .collect();
-                if missing.is_empty() {
-                    continue;
-                }
-                let max_pos = missing.iter().map(|r| r.pos).max().unwrap_or(0);
-                let possible_ancestors = info
-                    .map(|i| {
-                        i.tree
-                            .leaves()
-                            .into_iter()
-                            .filter(|l| l.rev.pos < max_pos)
-                            .map(|l| l.rev)
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                out.push((
-                    id,
-                    RevsDiff {
-                        missing,
-                        possible_ancestors,
-                    },
-                ));
+        let order: Vec<String> = request.iter().map(|(id, _)| id.clone()).collect();
+        let mut per_range: Vec<Vec<(String, Vec<Rev>)>> = vec![Vec::new(); map.q()];
+        for (id, revs) in request {
+            per_range[map.range_index(&id)].push((id, revs));
+        }
+        let mut found = std::collections::HashMap::new();
+        for (r, req) in per_range.into_iter().enumerate() {
+            if req.is_empty() {
+                continue;
             }
-            Ok(out)
-        })
-        .await
+            match self
+                .call_one(&map, &map.ranges[r], ShardOp::RevsDiff(req), None)
+                .await?
+                .1
+            {
+                ShardReply::RevsDiff(d) => found.extend(d),
+                other => return Err(unexpected(other)),
+            }
+        }
+        Ok(order
+            .into_iter()
+            .filter_map(|id| found.remove(&id).map(|d| (id, d)))
+            .collect())
     }
 
-    /// Purges leaf revisions; returns what was purged per id.
+    /// Purges leaf revisions on every copy; returns what was purged per id.
     pub async fn purge(
-        &self,
+        self: &Arc<Self>,
         db: &str,
         request: Vec<(String, Vec<Rev>)>,
     ) -> Result<Vec<(String, Vec<Rev>)>, ClusterError> {
         let map = self.map(db)?;
-        let mut per_range: Vec<Vec<(String, Vec<Rev>)>> = vec![Vec::new(); map.q()];
         let order: Vec<String> = request.iter().map(|(id, _)| id.clone()).collect();
+        let mut per_range: Vec<Vec<(String, Vec<Rev>)>> = vec![Vec::new(); map.q()];
         for (id, revs) in request {
             per_range[map.range_index(&id)].push((id, revs));
         }
@@ -721,9 +1211,27 @@ impl Coordinator {
             if reqs.is_empty() {
                 continue;
             }
-            let shard = self.shard(&map, &map.ranges[r])?;
-            for (id, revs) in shard.purge(reqs).await? {
-                purged.insert(id, revs);
+            let (ok, failed) = self
+                .call_all(&map, &map.ranges[r], ShardOp::Purge(reqs), |_| false)
+                .await;
+            if ok.is_empty() {
+                let reason = failed
+                    .first()
+                    .map(|(n, e)| format!("{n}: {e}"))
+                    .unwrap_or_default();
+                return Err(ClusterError::Unavailable(reason));
+            }
+            for (_, reply) in ok {
+                if let ShardReply::Purged(list) = reply {
+                    for (id, revs) in list {
+                        let entry: &mut Vec<Rev> = purged.entry(id).or_default();
+                        for rev in revs {
+                            if !entry.contains(&rev) {
+                                entry.push(rev);
+                            }
+                        }
+                    }
+                }
             }
         }
         Ok(order
@@ -735,39 +1243,68 @@ impl Coordinator {
             .collect())
     }
 
-    /// The purge log of every range, oldest first per range.
+    /// The purge log of every range.
     pub async fn purged_infos(&self, db: &str) -> Result<Vec<PurgeInfo>, ClusterError> {
         let map = self.map(db)?;
-        let shards = self.all_shards(&map)?;
-        blocking(move || {
-            let mut out = Vec::new();
-            for (_, s) in &shards {
-                out.extend(s.reader()?.purged_infos(0)?.into_iter().map(|(_, p)| p));
+        let mut out = Vec::new();
+        for (_, reply) in self.each_range(&map, |_| ShardOp::PurgedInfos).await? {
+            match reply {
+                ShardReply::PurgedInfos(p) => out.extend(p),
+                other => return Err(unexpected(other)),
             }
-            Ok(out)
-        })
-        .await
+        }
+        Ok(out)
     }
 
     /// A `_local` document.
     pub async fn get_local(&self, db: &str, id: &str) -> Result<Option<LocalDoc>, ClusterError> {
         let map = self.map(db)?;
-        let shard = self.doc_shard(&map, id)?;
-        let id = id.to_string();
-        point_read(move || Ok(shard.reader()?.local_doc(&id)?)).await
+        let range = &map.ranges[map.range_index(id)];
+        match self
+            .call_one(&map, range, ShardOp::GetLocal(id.to_string()), None)
+            .await?
+            .1
+        {
+            ShardReply::Local(d) => Ok(d),
+            other => Err(unexpected(other)),
+        }
     }
 
-    /// Writes or (with `body` None) deletes a `_local` document.
+    /// Writes or (with `body` None) deletes a `_local` document on every copy.
     pub async fn write_local(
-        &self,
+        self: &Arc<Self>,
         db: &str,
         id: &str,
         rev: Option<u64>,
         body: Option<Vec<u8>>,
     ) -> Result<Result<u64, DocError>, ClusterError> {
         let map = self.map(db)?;
-        let shard = self.doc_shard(&map, id)?;
-        Ok(shard.write_local(id.to_string(), rev, body).await?)
+        let range = &map.ranges[map.range_index(id)];
+        let op = ShardOp::WriteLocal {
+            id: id.to_string(),
+            rev,
+            body,
+        };
+        let (ok, failed) = self.call_all(&map, range, op, |_| false).await;
+        let mut first_err = None;
+        for node in self.copies(range) {
+            if let Some((_, ShardReply::LocalWritten(r))) = ok.iter().find(|(n, _)| n == &node) {
+                match r {
+                    Ok(v) => return Ok(Ok(*v)),
+                    Err(e) if first_err.is_none() => first_err = Some(e.clone()),
+                    Err(_) => {}
+                }
+            }
+        }
+        match first_err {
+            Some(e) => Ok(Err(e)),
+            None => Err(ClusterError::Unavailable(
+                failed
+                    .first()
+                    .map(|(n, e)| format!("{n}: {e}"))
+                    .unwrap_or_default(),
+            )),
+        }
     }
 
     /// `_local` documents of every range merged in id order.
@@ -778,115 +1315,160 @@ impl Coordinator {
         skip: usize,
     ) -> Result<Vec<(String, LocalDoc)>, ClusterError> {
         let map = self.map(db)?;
-        let shards = self.all_shards(&map)?;
-        blocking(move || {
-            let mut r = range.clone();
-            r.limit = range.limit.saturating_add(skip);
-            let mut rows = Vec::new();
-            for (_, s) in &shards {
-                rows.extend(s.reader()?.local_docs(&r)?);
+        let mut r = range.clone();
+        r.limit = range.limit.saturating_add(skip);
+        let mut rows = Vec::new();
+        for (_, reply) in self
+            .each_range(&map, |_| ShardOp::LocalDocs(r.clone()))
+            .await?
+        {
+            match reply {
+                ShardReply::LocalDocs(d) => rows.extend(d),
+                other => return Err(unexpected(other)),
             }
-            if range.descending {
-                rows.sort_by(|a, b| b.0.cmp(&a.0));
-            } else {
-                rows.sort_by(|a, b| a.0.cmp(&b.0));
-            }
-            Ok(rows.into_iter().skip(skip).take(range.limit).collect())
-        })
-        .await
+        }
+        if range.descending {
+            rows.sort_by(|a, b| b.0.cmp(&a.0));
+        } else {
+            rows.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+        Ok(rows.into_iter().skip(skip).take(range.limit).collect())
     }
 
-    /// A database-wide setting as stored in the first range (all ranges agree).
+    /// A database-wide setting as stored with the first range.
     pub async fn get_db_meta(
         &self,
         db: &str,
         key: &'static str,
     ) -> Result<Option<Vec<u8>>, ClusterError> {
         let map = self.map(db)?;
-        let shard = self.shard(&map, &map.ranges[0])?;
-        point_read(move || Ok(shard.reader()?.meta(key)?)).await
+        match self
+            .call_one(
+                &map,
+                &map.ranges[0],
+                ShardOp::GetMeta(key.to_string()),
+                None,
+            )
+            .await?
+            .1
+        {
+            ShardReply::Bytes(b) => Ok(b),
+            other => Err(unexpected(other)),
+        }
     }
 
-    /// Sets a database-wide setting on every range.
+    /// Sets a database-wide setting on every copy of every range.
     pub async fn set_db_meta(
-        &self,
+        self: &Arc<Self>,
         db: &str,
         key: &'static str,
         value: Vec<u8>,
     ) -> Result<(), ClusterError> {
         let map = self.map(db)?;
-        for (_, shard) in self.all_shards(&map)? {
-            shard.set_meta(key, value.clone()).await?;
+        for range in &map.ranges {
+            let op = ShardOp::SetMeta {
+                key: key.to_string(),
+                value: value.clone(),
+            };
+            let (_, failed) = self.call_all(&map, range, op, |_| false).await;
+            if let Some((node, e)) = failed.into_iter().next() {
+                return Err(ClusterError::Unavailable(format!("{node}: {e}")));
+            }
         }
         Ok(())
     }
 
-    /// Compacts every range.
-    pub async fn compact(&self, db: &str) -> Result<(), ClusterError> {
+    /// Compacts every copy of every range.
+    pub async fn compact(self: &Arc<Self>, db: &str) -> Result<(), ClusterError> {
         let map = self.map(db)?;
-        for (_, shard) in self.all_shards(&map)? {
-            shard.compact().await?;
+        for range in &map.ranges {
+            self.call_all(&map, range, ShardOp::Compact, |_| false)
+                .await;
         }
         Ok(())
     }
 
-    /// Counters and sequences of a database.
+    /// Counters and sequences of a database, from one copy of every range.
     pub async fn db_info(&self, db: &str) -> Result<DbInfo, ClusterError> {
         let map = self.map(db)?;
-        let shards = self.all_shards(&map)?;
-        let node = self.node.clone();
-        point_read(move || {
-            let mut totals = ShardInfo::default();
-            let mut seqs = Vec::new();
-            let mut purge_seqs = Vec::new();
-            for (range, shard) in &shards {
-                let i = shard.reader()?.info()?;
-                totals.doc_count += i.doc_count;
-                totals.doc_del_count += i.doc_del_count;
-                totals.update_seq += i.update_seq;
-                totals.purge_seq += i.purge_seq;
-                totals.file_size += i.file_size;
-                totals.external_size += i.external_size;
-                totals.active_size += i.active_size;
-                seqs.push(seq_entry(&node, range, shard, i.update_seq));
-                purge_seqs.push(seq_entry(&node, range, shard, i.purge_seq));
-            }
-            Ok(DbInfo {
-                name: map.db.clone(),
-                totals,
-                update_seq: SeqVector(seqs).encode(),
-                purge_seq: SeqVector(purge_seqs).encode(),
-                q: map.q(),
-                n: map.n,
-                props: map.props.clone(),
-            })
+        let mut totals = ShardInfo::default();
+        let mut seqs = Vec::new();
+        let mut purge_seqs = Vec::new();
+        for (range, (node, reply)) in map
+            .ranges
+            .iter()
+            .zip(self.each_range(&map, |_| ShardOp::Info).await?)
+        {
+            let ShardReply::Info(i) = reply else {
+                return Err(unexpected(reply));
+            };
+            totals.doc_count += i.doc_count;
+            totals.doc_del_count += i.doc_del_count;
+            totals.update_seq += i.update_seq;
+            totals.purge_seq += i.purge_seq;
+            totals.file_size += i.file_size;
+            totals.external_size += i.external_size;
+            totals.active_size += i.active_size;
+            seqs.push(seq_entry(&node, range, &i.uuid, i.update_seq));
+            purge_seqs.push(seq_entry(&node, range, &i.uuid, i.purge_seq));
+        }
+        Ok(DbInfo {
+            name: map.db.clone(),
+            totals,
+            update_seq: SeqVector(seqs).encode(),
+            purge_seq: SeqVector(purge_seqs).encode(),
+            q: map.q(),
+            n: map.n,
+            props: map.props.clone(),
         })
-        .await
     }
 }
 
-fn seq_entry(node: &str, range: &ShardRange, shard: &Shard, seq: u64) -> SeqEntry {
+/// What a node says about itself to a node that wants to add it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct NodeStatus {
+    /// Its node name.
+    pub name: String,
+    /// Whether it already has cluster metadata.
+    pub initialized: bool,
+}
+
+#[tonic::async_trait]
+impl ShardHandler for Coordinator {
+    async fn handle(&self, call: crate::fabric::pb::ShardCall) -> Result<Vec<u8>, String> {
+        let result: Result<ShardReply, String> = async {
+            let shard = call.shard.ok_or("missing shard")?;
+            let map = self.map(&shard.db).map_err(|e| e.to_string())?;
+            if map.suffix != shard.suffix {
+                return Err(format!("no such shard of {} (recreated?)", shard.db));
+            }
+            let range = map
+                .ranges
+                .iter()
+                .find(|r| r.begin == shard.range_begin && r.end == shard.range_end)
+                .ok_or("no such range")?;
+            let op: ShardOp = postcard::from_bytes(&call.op).map_err(|e| e.to_string())?;
+            let local = self
+                .shards
+                .get(&map, range, false)
+                .map_err(|e| e.to_string())?;
+            execute(&local, op).await.map_err(|e| e.to_string())
+        }
+        .await;
+        postcard::to_stdvec(&result).map_err(|e| e.to_string())
+    }
+
+    async fn status(&self) -> Vec<u8> {
+        serde_json::to_vec(&Coordinator::status(self).await).unwrap_or_default()
+    }
+}
+
+fn seq_entry(node: &str, range: &ShardRange, uuid: &str, seq: u64) -> SeqEntry {
     SeqEntry {
         node: node.to_string(),
         begin: range.begin,
         end: range.end,
         seq,
-        uuid: shard.uuid().chars().take(UUID_PREFIX_LEN).collect(),
-    }
-}
-
-/// Adds `rev` (or with `latest`, its descending leaves) to `wanted`, or to
-/// `unknown` when the tree lacks it.
-fn expand(info: &DocInfo, rev: &Rev, latest: bool, wanted: &mut Vec<Rev>, unknown: &mut Vec<Rev>) {
-    if !info.tree.contains(rev) {
-        unknown.push(rev.clone());
-    } else if latest {
-        for l in info.tree.leaves_under(rev) {
-            if !wanted.contains(&l.rev) {
-                wanted.push(l.rev);
-            }
-        }
-    } else if !wanted.contains(rev) {
-        wanted.push(rev.clone());
+        uuid: uuid.chars().take(UUID_PREFIX_LEN).collect(),
     }
 }

@@ -20,6 +20,9 @@ pub enum ClusterError {
     /// The node-local metadata store failed.
     #[error("metadata store error: {0}")]
     Meta(String),
+    /// No copy of a shard could answer (nodes down or unreachable).
+    #[error("{0}")]
+    Unavailable(String),
     /// A background task died.
     #[error("internal error: {0}")]
     Internal(String),

@@ -12,7 +12,6 @@ mod coordinator;
 mod error;
 pub mod fabric;
 mod local_shards;
-mod metadata;
 pub mod quorum;
 pub mod raft;
 pub mod ring;
@@ -21,8 +20,8 @@ pub mod shard_map;
 
 pub use coordinator::{
     AllDocsQuery, AllDocsResult, AllDocsRow, ChangesQuery, ChangesResult, ChangesRow, Coordinator,
-    DbInfo, DocWriteResult, OpenedDoc, OpenedRev, RevSelector, RevsDiff,
+    DbInfo, DocWriteResult, NodeStatus, OpenedDoc, OpenedRev, RevSelector, RevsDiff,
 };
 pub use error::ClusterError;
-pub use metadata::{MetaCommand, MetaStore};
+pub use raft::{MetaCommand, MetaReply};
 pub use shard_map::{ShardMap, ShardRange};

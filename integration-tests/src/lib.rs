@@ -61,6 +61,8 @@ pub struct NodeOptions {
     pub data_dir: Option<PathBuf>,
     /// Use this port instead of a fresh one.
     pub port: Option<u16>,
+    /// Use this cluster (fabric) port instead of a fresh one.
+    pub cluster_port: Option<u16>,
 }
 
 /// A running `chaise` process, killed when dropped.
@@ -114,6 +116,8 @@ impl Node {
             .arg(&data_dir)
             .arg("--port")
             .arg(port.to_string())
+            .arg("--cluster-port")
+            .arg(opts.cluster_port.unwrap_or_else(free_port).to_string())
             .args(&opts.args)
             .env_remove("COUCHDB_USER")
             .env_remove("COUCHDB_PASSWORD")

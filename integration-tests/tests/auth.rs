@@ -109,8 +109,7 @@ fn basic_auth_admin_session_shape() {
             "userCtx": {"name": ADMIN, "roles": ["_admin"]},
             "info": {
                 "authentication_handlers": ["cookie", "default"],
-                "authenticated": "default",
-                "authentication_db": "_users"
+                "authenticated": "default"
             }
         })
     );
@@ -241,10 +240,17 @@ fn anonymous_public_endpoints() {
             "ok": true,
             "userCtx": {"name": null, "roles": []},
             "info": {
-                "authentication_handlers": ["cookie", "default"],
-                "authentication_db": "_users"
+                "authentication_handlers": ["cookie", "default"]
             }
         })
+    );
+    // `authentication_db` is only shown when `[chttpd_auth] authentication_db`
+    // is set (CouchDB 3's default.ini leaves it commented out).
+    set_config(&node, "chttpd_auth", "authentication_db", "_users");
+    let (_, b) = call(node.anon("GET", "/_session"));
+    assert_eq!(
+        b["info"],
+        json!({"authentication_handlers": ["cookie", "default"], "authentication_db": "_users"})
     );
 }
 
@@ -417,8 +423,7 @@ fn session_cookie_authenticates_later_requests() {
             "userCtx": {"name": ADMIN, "roles": ["_admin"]},
             "info": {
                 "authentication_handlers": ["cookie", "default"],
-                "authenticated": "cookie",
-                "authentication_db": "_users"
+                "authenticated": "cookie"
             }
         })
     );
@@ -689,6 +694,30 @@ fn session_cookie_expires_after_timeout() {
         Value::Null,
         "expired cookie is ignored"
     );
+}
+
+#[test]
+fn session_cookie_is_refreshed_when_ageing() {
+    let node = Node::start();
+    set_config(&node, "chttpd_auth", "timeout", "10");
+    let (_, h, _) = login(&node, ADMIN, PASSWORD);
+    let token = session_token(&h);
+    // Fresh: no new cookie.
+    let (_, h, _) = send(with_cookie(node.anon("GET", "/_session"), &token));
+    assert!(header(&h, "set-cookie").is_none(), "{h:?}");
+    // Once more than 10% of the lifetime is used, responses carry a new one.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let (s, h, b) = send(with_cookie(node.anon("GET", "/_all_dbs"), &token));
+    assert_eq!(s, 200, "{b}");
+    let fresh = session_token(&h);
+    assert_ne!(fresh, token);
+    let cookie = header(&h, "set-cookie").unwrap();
+    assert!(
+        cookie.contains("Max-Age=10") && cookie.contains("Path=/"),
+        "{cookie}"
+    );
+    let (_, b) = call(with_cookie(node.anon("GET", "/_session"), &fresh));
+    assert_eq!(b["userCtx"]["name"], ADMIN);
 }
 
 // ---------------------------------------------------------------------------

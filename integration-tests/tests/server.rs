@@ -394,6 +394,35 @@ fn all_dbs_descending() {
 }
 
 #[test]
+fn all_dbs_etag_and_if_none_match() {
+    let node = Node::start();
+    node.create_db("etag-a");
+    let (s, h, b) = send(node.req("GET", "/_all_dbs"));
+    assert_eq!(s, 200);
+    let etag = header(&h, "etag").expect("etag");
+    assert!(etag.starts_with('"') && etag.ends_with('"'), "{etag}");
+    let resp = node
+        .req("GET", "/_all_dbs")
+        .header("if-none-match", &etag)
+        .send()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 304);
+    assert!(resp.bytes().unwrap().is_empty());
+    // Any entry of a list matches.
+    let (s, _, _) = send(
+        node.req("GET", "/_all_dbs")
+            .header("if-none-match", format!("\"other\", {etag}")),
+    );
+    assert_eq!(s, 304);
+    // A new database changes it.
+    node.create_db("etag-b");
+    let (s, h, b2) = send(node.req("GET", "/_all_dbs").header("if-none-match", &etag));
+    assert_eq!(s, 200);
+    assert_ne!(header(&h, "etag").unwrap(), etag);
+    assert_ne!(b, b2);
+}
+
+#[test]
 fn all_dbs_bad_params_and_methods() {
     let node = Node::start();
     let (s, b) = node.get("/_all_dbs?limit=-1");

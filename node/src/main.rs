@@ -8,7 +8,6 @@ mod settings;
 use anyhow::Context;
 use chaise_cluster::Coordinator;
 use clap::Parser;
-use std::sync::Arc;
 
 /// mimalloc: fewer and cheaper allocations on the request and write paths than the
 /// system allocator, and less fragmentation growth under load.
@@ -24,13 +23,39 @@ async fn main() -> anyhow::Result<()> {
 
     bootstrap::ensure_credentials(&settings)?;
     let server_uuid = bootstrap::ensure_uuid(&settings.config)?;
+    let secret = settings
+        .config
+        .get("chttpd_auth", "secret")
+        .unwrap_or_default();
     let coordinator = Coordinator::open(
         &settings.data_dir,
         &settings.node_name,
+        &settings.fabric_addr,
+        &secret,
         settings.q,
         settings.n,
     )
+    .await
     .context("opening the data directory")?;
+
+    // Stop signal shared by the HTTP server and the fabric.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let fabric_bind = format!("{}:{}", settings.bind_address, settings.cluster_port);
+    let fabric_bind: std::net::SocketAddr = tokio::net::lookup_host(&fabric_bind)
+        .await
+        .with_context(|| format!("resolving {fabric_bind}"))?
+        .next()
+        .with_context(|| format!("no address for {fabric_bind}"))?;
+    // Bind now, so a taken port is an error at start rather than later.
+    std::net::TcpListener::bind(fabric_bind)
+        .with_context(|| format!("binding the cluster port {fabric_bind}"))?;
+    let fabric = tokio::spawn(chaise_cluster::fabric::server::serve(
+        fabric_bind,
+        coordinator.fabric_service(),
+        stopped(stop_rx.clone()),
+    ));
+    tracing::info!(addr = %fabric_bind, "cluster port listening");
+    tokio::spawn(coordinator.clone().run_internal_replication());
     bootstrap::ensure_system_dbs(&settings, &coordinator).await?;
 
     let state =
@@ -41,12 +66,27 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("binding {addr}"))?;
     tracing::info!(%addr, "listening");
     eprintln!("chaise listening on http://{addr}");
-    chaise_api::serve(listener, state, shutdown_signal())
+    let http_stop = stopped(stop_rx);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    chaise_api::serve(listener, state, http_stop)
         .await
         .context("serving HTTP")?;
-    close(&coordinator);
+    let _ = fabric.await;
+    coordinator.shutdown().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Resolves once the stop flag is raised.
+async fn stopped(mut rx: tokio::sync::watch::Receiver<bool>) {
+    while !*rx.borrow() {
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Waits for SIGTERM or SIGINT.
@@ -70,11 +110,6 @@ async fn shutdown_signal() {
         _ = term => {},
     }
     tracing::info!("shutting down: finishing in-flight requests");
-}
-
-/// Lets queued writes finish and closes every shard file.
-fn close(coordinator: &Arc<Coordinator>) {
-    coordinator.shutdown();
 }
 
 fn init_logging(level: &str) {

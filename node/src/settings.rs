@@ -27,6 +27,9 @@ pub struct Cli {
     /// CouchDB-style ini file; may repeat, later files win.
     #[arg(long = "config")]
     pub config: Vec<PathBuf>,
+    /// Port for node-to-node traffic (default `[chaise] cluster_port`, else 9100).
+    #[arg(long)]
+    pub cluster_port: Option<u16>,
     /// Node name, `name@host` (env NODENAME; a bare host becomes `chaise@host`).
     #[arg(long, env = "NODENAME")]
     pub node_name: Option<String>,
@@ -38,6 +41,11 @@ pub struct Settings {
     pub port: u16,
     pub bind_address: String,
     pub node_name: String,
+    /// Port of the fabric (node-to-node gRPC).
+    pub cluster_port: u16,
+    /// Address other nodes reach this node's fabric at: the node name's host and
+    /// the cluster port.
+    pub fabric_addr: String,
     pub q: u32,
     pub n: usize,
     pub log_level: String,
@@ -100,8 +108,16 @@ impl Settings {
                 None => Ok(default),
             }
         };
+        let cluster_port = match cli.cluster_port {
+            Some(p) => p,
+            None => num("chaise", "cluster_port", 9100)? as u16,
+        };
+        let host = node_name.split_once('@').map_or("127.0.0.1", |(_, h)| h);
+        let fabric_addr = format!("{host}:{cluster_port}");
         Ok(Settings {
             data_dir,
+            cluster_port,
+            fabric_addr,
             port,
             bind_address,
             node_name,

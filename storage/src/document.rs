@@ -65,6 +65,15 @@ pub enum NewAttachment {
         #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
+    /// A copy of a stored attachment (internal replication, read repair): its
+    /// metadata is kept as it is, revpos included.
+    Replica {
+        /// The attachment's metadata on the source copy.
+        info: AttachmentInfo,
+        /// The bytes.
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
     /// `"stub": true`: keep the attachment of the parent revision (interactive), or
     /// one whose data the shard already holds (replicated).
     Stub {
@@ -73,6 +82,16 @@ pub enum NewAttachment {
         /// Stored metadata sent with a replicated stub, if any.
         info: Option<AttachmentInfo>,
     },
+}
+
+impl NewAttachment {
+    /// The attachment's name.
+    pub fn name(&self) -> &str {
+        match self {
+            NewAttachment::Data { name, .. } | NewAttachment::Stub { name, .. } => name,
+            NewAttachment::Replica { info, .. } => &info.name,
+        }
+    }
 }
 
 /// How an update relates to the existing tree.

@@ -541,6 +541,38 @@ fn store_data(t: &mut Tables<'_>, data: &[u8]) -> Result<[u8; 16], StorageError>
     Ok(digest)
 }
 
+/// Stores the data of a new or replica attachment and returns its metadata;
+/// `None` for a stub.
+fn store_new(
+    t: &mut Tables<'_>,
+    a: &NewAttachment,
+    pos: u64,
+) -> Result<Option<AttachmentInfo>, StorageError> {
+    Ok(match a {
+        NewAttachment::Data {
+            name,
+            content_type,
+            data,
+        } => Some(AttachmentInfo {
+            name: name.clone(),
+            content_type: content_type.clone(),
+            digest: store_data(t, data)?,
+            length: data.len() as u64,
+            revpos: pos,
+            encoding: None,
+            encoded_length: None,
+        }),
+        NewAttachment::Replica { info, data } => {
+            if t.attachments.get(info.digest.as_slice())?.is_none() {
+                t.attachments
+                    .insert(info.digest.as_slice(), data.as_slice())?;
+            }
+            Some(info.clone())
+        }
+        NewAttachment::Stub { .. } => None,
+    })
+}
+
 fn resolve_interactive_atts(
     t: &mut Tables<'_>,
     u: &DocUpdate,
@@ -550,21 +582,8 @@ fn resolve_interactive_atts(
     let mut out = Vec::with_capacity(u.attachments.len());
     for a in &u.attachments {
         match a {
-            NewAttachment::Data {
-                name,
-                content_type,
-                data,
-            } => {
-                let digest = store_data(t, data)?;
-                out.push(AttachmentInfo {
-                    name: name.clone(),
-                    content_type: content_type.clone(),
-                    digest,
-                    length: data.len() as u64,
-                    revpos: pos,
-                    encoding: None,
-                    encoded_length: None,
-                });
+            NewAttachment::Data { .. } | NewAttachment::Replica { .. } => {
+                out.extend(store_new(t, a, pos)?);
             }
             NewAttachment::Stub { name, info } => {
                 // As couch_att:merge_stubs: a stub that names a revpos must match
@@ -596,21 +615,8 @@ fn resolve_replicated_atts(
     let mut out = Vec::with_capacity(u.attachments.len());
     for a in &u.attachments {
         match a {
-            NewAttachment::Data {
-                name,
-                content_type,
-                data,
-            } => {
-                let digest = store_data(t, data)?;
-                out.push(AttachmentInfo {
-                    name: name.clone(),
-                    content_type: content_type.clone(),
-                    digest,
-                    length: data.len() as u64,
-                    revpos: pos,
-                    encoding: None,
-                    encoded_length: None,
-                });
+            NewAttachment::Data { .. } | NewAttachment::Replica { .. } => {
+                out.extend(store_new(t, a, pos)?);
             }
             NewAttachment::Stub { name, info } => match info {
                 Some(info) if t.attachments.get(info.digest.as_slice())?.is_some() => {

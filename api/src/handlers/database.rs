@@ -140,11 +140,22 @@ pub async fn handle(state: &AppState, req: &Req, ctx: &DbCtx<'_>) -> ApiResult<R
                 return Err(ApiError::bad_request("Document must be a JSON object"));
             };
             let mut parsed = doc_json::parse_doc(body)?;
+            doc_json::validate_attachment_names(&parsed)?;
             let id = match parsed.id.take() {
                 Some(id) => id,
                 None => state.uuids.next(),
             };
-            document::save(state, req, ctx, parsed, id, true).await
+            // chttpd_db answers a POST with a Location but, unlike PUT, no ETag.
+            let saved = document::write(state, req, ctx, parsed, id, true).await?;
+            if saved.rev.is_none() {
+                return Ok(saved.response(false, None));
+            }
+            let location = req.absolute_uri(&format!(
+                "/{}/{}",
+                document::url_encode(ctx.db),
+                document::url_encode(&saved.id)
+            ))?;
+            Ok(saved.response(false, Some(&location)))
         }
         _ => Err(not_allowed("DELETE,GET,HEAD,POST")),
     }

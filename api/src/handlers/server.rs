@@ -92,6 +92,11 @@ pub fn uuids(state: &AppState, req: &Req) -> ApiResult<Response> {
 
 /// Key range parameters shared by `_all_dbs` and `_dbs_info`.
 fn select_dbs(state: &AppState, req: &Req) -> ApiResult<Vec<String>> {
+    select_from(state.coordinator.all_dbs(), req)
+}
+
+/// Applies the `_all_dbs` parameters to the sorted list of all names.
+fn select_from(mut names: Vec<String>, req: &Req) -> ApiResult<Vec<String>> {
     let key = |names: &[&str]| -> ApiResult<Option<String>> {
         for n in names {
             if let Some(v) = req.json_param(n)? {
@@ -111,7 +116,6 @@ fn select_dbs(state: &AppState, req: &Req) -> ApiResult<Vec<String>> {
     let inclusive_end = req.bool_param("inclusive_end", true)?;
     let skip = req.uint_param("skip")?.unwrap_or(0) as usize;
     let limit = req.uint_param("limit")?.map_or(usize::MAX, |l| l as usize);
-    let mut names = state.coordinator.all_dbs();
     if descending {
         names.reverse();
     }
@@ -159,7 +163,24 @@ fn require_all_dbs_access(state: &AppState, req: &Req) -> ApiResult<()> {
 pub async fn all_dbs(state: &AppState, req: &Req) -> ApiResult<Response> {
     require_all_dbs_access(state, req)?;
     get_only(req)?;
-    Ok(json(StatusCode::OK, &json!(select_dbs(state, req)?)))
+    let names = state.coordinator.all_dbs();
+    // Like CouchDB's hash of the `_dbs` info, the ETag changes with the set of
+    // databases, whatever the parameters.
+    let etag = {
+        use md5::{Digest, Md5};
+        let mut h = Md5::new();
+        for n in &names {
+            h.update(n.as_bytes());
+            h.update(b"\n");
+        }
+        format!("\"{}\"", hex::encode(h.finalize()))
+    };
+    if crate::handlers::document::if_none_match(req, &etag) {
+        let resp = crate::response::empty(StatusCode::NOT_MODIFIED);
+        return Ok(with_header(resp, "etag", &etag));
+    }
+    let resp = json(StatusCode::OK, &json!(select_from(names, req)?));
+    Ok(with_header(resp, "etag", &etag))
 }
 
 /// `GET|POST /_dbs_info`.

@@ -42,7 +42,7 @@ fn with_location(resp: Response, location: Option<String>) -> Response {
     }
 }
 
-fn info(_state: &AppState, req: &Req) -> ApiResult<Response> {
+fn info(state: &AppState, req: &Req) -> ApiResult<Response> {
     if req.user.name.is_none() && req.param("basic") == Some("true") {
         return Err(ApiError::unauthorized("Please login."));
     }
@@ -54,7 +54,10 @@ fn info(_state: &AppState, req: &Req) -> ApiResult<Response> {
     if let Some(a) = req.user.authenticated {
         info.insert("authenticated".into(), json!(a));
     }
-    info.insert("authentication_db".into(), json!("_users"));
+    // Only when configured: CouchDB 3's default.ini leaves it commented out.
+    if let Some(db) = state.config.get("chttpd_auth", "authentication_db") {
+        info.insert("authentication_db".into(), json!(db));
+    }
     Ok(json(
         StatusCode::OK,
         &json!({

@@ -370,15 +370,14 @@ fn changes(
         };
         out.push(ShardChange { row, body, info });
     }
-    let last = if descending {
-        None
-    } else {
-        out.last().map(|c| c.row.seq)
-    };
     let update_seq = reader.info()?.update_seq;
-    let pending = match last {
-        Some(seq) => reader.count_changes_after(seq)?,
-        None if descending => 0,
+    // Changes after `since` that this reply does not carry. A descending walk starts
+    // at the top, so everything it did not return is left.
+    let pending = match out.last() {
+        _ if descending => reader
+            .count_changes_after(0)?
+            .saturating_sub(out.len() as u64),
+        Some(last) => reader.count_changes_after(last.row.seq)?,
         None => reader.count_changes_after(since)?,
     };
     Ok(ShardReply::Changes {

@@ -15,6 +15,9 @@ use tonic::{Request, Response, Status};
 pub trait ShardHandler: Send + Sync + 'static {
     /// Executes one encoded shard operation and returns the encoded reply.
     async fn handle(&self, call: ShardCall) -> Result<Vec<u8>, String>;
+
+    /// This node's encoded status, for a node that wants to add it.
+    async fn status(&self) -> Vec<u8>;
 }
 
 /// The fabric service of this node.
