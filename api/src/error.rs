@@ -129,6 +129,10 @@ impl From<ClusterError> for ApiError {
                 "The database could not be created, the file already exists.",
             ),
             ClusterError::BadRequest(r) => ApiError::bad_request(r),
+            ClusterError::Unavailable(r) => {
+                tracing::warn!(reason = %r, "no shard copy answered");
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "service unavailable", r)
+            }
             ClusterError::Storage(e) => e.into(),
             other => {
                 tracing::error!(error = %other, "cluster error");

@@ -4,7 +4,7 @@
 use crate::auth::{self, UserCtx};
 use crate::error::{ApiError, ApiResult};
 use crate::handlers::{
-    all_docs, attachment, bulk, changes, database, document, node, server, session,
+    all_docs, attachment, bulk, changes, cluster_setup, database, document, node, server, session,
 };
 use crate::request::Req;
 use crate::AppState;
@@ -99,7 +99,8 @@ async fn route(state: &AppState, req: Req) -> ApiResult<Response> {
         ["_all_dbs"] => server::all_dbs(state, &req).await,
         ["_dbs_info"] => server::dbs_info(state, &req).await,
         ["_active_tasks"] => server::active_tasks(state, &req),
-        ["_membership"] => server::membership(state, &req),
+        ["_membership"] => server::membership(state, &req).await,
+        ["_cluster_setup"] => cluster_setup::handle(state, &req).await,
         ["_node"] => {
             auth::require_admin(&req.user)?;
             Err(ApiError::bad_request("Incomplete path to _node request"))

@@ -7,7 +7,7 @@ use crate::fabric::pb::ShardRef;
 use crate::fabric::server::{FabricService, ShardHandler};
 use crate::local_shards::LocalShards;
 use crate::quorum;
-use crate::raft::{MetaCommand, MetaReply, Metadata};
+use crate::raft::{Member, MetaCommand, MetaReply, Metadata};
 use crate::seq::{SeqEntry, SeqVector, UUID_PREFIX_LEN};
 use crate::shard_map::{doc_hash, ShardMap, ShardRange};
 use crate::ClusterError;
@@ -215,19 +215,28 @@ fn winner_key(doc: &Option<OpenedDoc>) -> Option<(bool, u64, String)> {
 impl Coordinator {
     /// Opens the node's metadata (Raft) and shard files under `data_dir`. This
     /// node answers other nodes on `fabric_addr` (`host:port`) once the fabric
-    /// service is served; `secret` is the cluster secret.
+    /// service is served, and clients on `http_addr`; `secret` is the cluster
+    /// secret.
     pub async fn open(
         data_dir: &Path,
         node: &str,
         fabric_addr: &str,
+        http_addr: &str,
         secret: &str,
         q: u32,
         n: usize,
     ) -> Result<Arc<Self>, ClusterError> {
         let shards = Arc::new(LocalShards::new(data_dir));
         let clients = Arc::new(FabricClients::new(node, secret));
-        let meta =
-            Metadata::open(data_dir, node, fabric_addr, shards.clone(), clients.clone()).await?;
+        let meta = Metadata::open(
+            data_dir,
+            node,
+            fabric_addr,
+            Some(http_addr.to_string()),
+            shards.clone(),
+            clients.clone(),
+        )
+        .await?;
         Ok(Arc::new(Coordinator {
             node: node.to_string(),
             meta,
@@ -271,15 +280,21 @@ impl Coordinator {
 
     /// Members of the cluster (node names, sorted).
     pub fn cluster_nodes(&self) -> Vec<String> {
-        self.meta.members().into_iter().map(|(n, _)| n).collect()
+        self.meta.members().into_iter().map(|m| m.name).collect()
     }
 
     /// Members this node can reach now (itself included), sorted.
     pub async fn connected_nodes(&self) -> Vec<String> {
         let mut out = Vec::new();
-        for (name, addr) in self.meta.members() {
-            if name == self.node || self.clients.raft(&addr, "ping", Vec::new()).await.is_ok() {
-                out.push(name);
+        for m in self.meta.members() {
+            if m.name == self.node
+                || self
+                    .clients
+                    .raft(&m.fabric, "ping", Vec::new())
+                    .await
+                    .is_ok()
+            {
+                out.push(m.name);
             }
         }
         out
@@ -290,11 +305,14 @@ impl Coordinator {
         self.meta.is_initialized().await
     }
 
-    /// Adds a node (by name and fabric address) to the cluster.
-    pub async fn add_node(&self, name: &str, fabric_addr: &str) -> Result<(), ClusterError> {
-        if self.cluster_nodes().iter().any(|n| n == name) {
-            return Ok(());
-        }
+    /// Adds the node whose fabric listens at `fabric_addr` to the cluster. It must
+    /// be a fresh node (no cluster metadata); `expected_name`, if given, must be
+    /// its name. Returns its name.
+    pub async fn add_node(
+        &self,
+        fabric_addr: &str,
+        expected_name: Option<&str>,
+    ) -> Result<String, ClusterError> {
         let status = self
             .clients
             .raft(fabric_addr, "status", Vec::new())
@@ -306,18 +324,30 @@ impl Coordinator {
             })?;
         let status: NodeStatus =
             serde_json::from_slice(&status).map_err(|e| ClusterError::Meta(e.to_string()))?;
-        if status.name != name {
-            return Err(ClusterError::BadRequest(format!(
-                "Add node failed. The node at {fabric_addr} is named {}.",
-                status.name
-            )));
+        if let Some(name) = expected_name {
+            if status.name != name {
+                return Err(ClusterError::BadRequest(format!(
+                    "Add node failed. The node at {fabric_addr} is named {}, not {name}.",
+                    status.name
+                )));
+            }
+        }
+        if self.cluster_nodes().contains(&status.name) {
+            return Ok(status.name);
         }
         if status.initialized {
             return Err(ClusterError::BadRequest(
                 "Add node failed. The node already belongs to a cluster or holds databases.".into(),
             ));
         }
-        self.meta.add_member(name, fabric_addr).await
+        self.meta
+            .add_member(&Member {
+                name: status.name.clone(),
+                fabric: fabric_addr.to_string(),
+                http: status.http,
+            })
+            .await?;
+        Ok(status.name)
     }
 
     /// What this node tells a node that wants to add it.
@@ -325,7 +355,17 @@ impl Coordinator {
         NodeStatus {
             name: self.node.clone(),
             initialized: self.meta.is_initialized().await,
+            http: self.meta.own_http(),
         }
+    }
+
+    /// The HTTP address of a member, for requests addressed to `/_node/{name}/...`.
+    pub fn http_addr_of(&self, node: &str) -> Option<String> {
+        self.meta
+            .members()
+            .into_iter()
+            .find(|m| m.name == node)?
+            .http
     }
 
     /// Stops Raft and closes every shard after its queued writes (at shutdown).
@@ -347,8 +387,8 @@ impl Coordinator {
         self.meta
             .members()
             .into_iter()
-            .find(|(n, _)| n == node)
-            .map(|(_, a)| a)
+            .find(|m| m.name == node)
+            .map(|m| m.fabric)
     }
 
     /// Runs one operation on the copy of `range` held by `node`.
@@ -1431,6 +1471,8 @@ pub struct NodeStatus {
     pub name: String,
     /// Whether it already has cluster metadata.
     pub initialized: bool,
+    /// Where its HTTP API listens.
+    pub http: Option<String>,
 }
 
 #[tonic::async_trait]

@@ -63,6 +63,9 @@ pub struct NodeOptions {
     pub port: Option<u16>,
     /// Use this cluster (fabric) port instead of a fresh one.
     pub cluster_port: Option<u16>,
+    /// Loopback address to bind and name the node after (`chaise@<host>`), for
+    /// clusters of several "hosts" on one machine; 127.0.0.1 by default.
+    pub host: Option<String>,
 }
 
 /// A running `chaise` process, killed when dropped.
@@ -71,6 +74,8 @@ pub struct Node {
     pub child: Child,
     /// Its HTTP port.
     pub port: u16,
+    /// The address it listens on.
+    pub host: String,
     /// Its data directory.
     pub data_dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
@@ -99,6 +104,7 @@ impl Node {
         };
         std::fs::create_dir_all(&data_dir).expect("data dir");
         let port = opts.port.unwrap_or_else(free_port);
+        let host = opts.host.clone().unwrap_or_else(|| "127.0.0.1".to_string());
         let logs = data_dir.parent().unwrap_or(&data_dir).to_path_buf();
         let n = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -129,6 +135,12 @@ impl Node {
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&stdout_path).expect("stdout file"))
             .stderr(std::fs::File::create(&stderr_path).expect("stderr file"));
+        if opts.host.is_some() {
+            cmd.arg("--bind-address")
+                .arg(&host)
+                .arg("--node-name")
+                .arg(format!("chaise@{host}"));
+        }
         if !opts.no_admin_env {
             cmd.env("COUCHDB_USER", ADMIN)
                 .env("COUCHDB_PASSWORD", PASSWORD);
@@ -140,6 +152,7 @@ impl Node {
         let node = Node {
             child,
             port,
+            host,
             data_dir,
             _tmp: tmp,
             stdout_path,
@@ -161,6 +174,9 @@ impl Node {
         let mut opts = opts;
         opts.data_dir = Some(self.data_dir.clone());
         opts.port = Some(self.port);
+        if opts.host.is_none() && self.host != "127.0.0.1" {
+            opts.host = Some(self.host.clone());
+        }
         let mut node = Node::start_with(opts);
         node._tmp = tmp;
         node
@@ -194,7 +210,7 @@ impl Node {
 
     /// Base URL without credentials.
     pub fn base(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://{}:{}", self.host, self.port)
     }
 
     /// Full URL of a path.

@@ -325,8 +325,9 @@ fn ini_provides_port_and_database_dir() {
         dir.path(),
         "node.ini",
         &format!(
-            "; comment\n[chttpd]\nport = {port}\nbind_address = 127.0.0.1\n\n[couchdb]\ndatabase_dir = {}\n\n[chttpd_auth]\niterations = 1000\n",
-            data.display()
+            "; comment\n[chttpd]\nport = {port}\nbind_address = 127.0.0.1\n\n[couchdb]\ndatabase_dir = {}\n\n[chttpd_auth]\niterations = 1000\n\n[chaise]\ncluster_port = {}\n",
+            data.display(),
+            free_port()
         ),
     );
     let mut p = Proc::spawn(
@@ -380,6 +381,8 @@ fn port_in_use_fails_start() {
         &args(&[
             "--port",
             &port.to_string(),
+            "--cluster-port",
+            &free_port().to_string(),
             "--data-dir",
             &dir.path().join("d").display().to_string(),
         ]),
@@ -391,6 +394,7 @@ fn port_in_use_fails_start() {
         "exit {code:?}: {}",
         p.logs()
     );
+    assert!(p.logs().contains(&format!(":{port}")), "{}", p.logs());
     drop(listener);
 }
 

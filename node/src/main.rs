@@ -31,6 +31,7 @@ async fn main() -> anyhow::Result<()> {
         &settings.data_dir,
         &settings.node_name,
         &settings.fabric_addr,
+        &settings.http_addr,
         &secret,
         settings.q,
         settings.n,

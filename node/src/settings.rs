@@ -46,6 +46,9 @@ pub struct Settings {
     /// Address other nodes reach this node's fabric at: the node name's host and
     /// the cluster port.
     pub fabric_addr: String,
+    /// Address clients (and other nodes proxying `/_node/...`) reach this node's
+    /// HTTP API at: the node name's host and the HTTP port.
+    pub http_addr: String,
     pub q: u32,
     pub n: usize,
     pub log_level: String,
@@ -114,10 +117,13 @@ impl Settings {
         };
         let host = node_name.split_once('@').map_or("127.0.0.1", |(_, h)| h);
         let fabric_addr = format!("{host}:{cluster_port}");
+        let http_addr = format!("{host}:{port}");
+        config.set_in_memory("chaise", "cluster_port", &cluster_port.to_string());
         Ok(Settings {
             data_dir,
             cluster_port,
             fabric_addr,
+            http_addr,
             port,
             bind_address,
             node_name,

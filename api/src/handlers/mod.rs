@@ -4,6 +4,7 @@ pub mod all_docs;
 pub mod attachment;
 pub mod bulk;
 pub mod changes;
+pub mod cluster_setup;
 pub mod database;
 pub mod document;
 pub mod node;

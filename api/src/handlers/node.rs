@@ -29,7 +29,10 @@ const BLACKLISTED_SECTIONS: [&str; 9] = [
 pub async fn handle(state: &AppState, req: &Req, node: &str, rest: &[&str]) -> ApiResult<Response> {
     require_admin(&req.user)?;
     if node != "_local" && node != state.coordinator.node_name() {
-        return Err(ApiError::not_found(format!("no such node: {node}")));
+        return match state.coordinator.http_addr_of(node) {
+            Some(addr) => proxy(req, &addr, rest).await,
+            None => Err(ApiError::not_found(format!("no such node: {node}"))),
+        };
     }
     match rest {
         [] => Ok(json(
@@ -160,4 +163,61 @@ fn apply_live(state: &AppState, section: &str, key: &str) {
             .coordinator
             .set_defaults(get("q").map(|q| q as u32), get("n").map(|n| n as usize));
     }
+}
+
+/// Forwards a `/_node/{other}/...` request to that member's HTTP API (as its
+/// `/_node/_local/...`) with the caller's credentials, and relays the answer.
+async fn proxy(req: &Req, addr: &str, rest: &[&str]) -> ApiResult<Response> {
+    let mut path = String::from("/_node/_local");
+    for seg in rest {
+        path.push('/');
+        path.extend(percent_encoding::utf8_percent_encode(
+            seg,
+            percent_encoding::NON_ALPHANUMERIC,
+        ));
+    }
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(req.query.iter())
+        .finish();
+    let url = if query.is_empty() {
+        format!("http://{addr}{path}")
+    } else {
+        format!("http://{addr}{path}?{query}")
+    };
+    let method = reqwest::Method::from_bytes(req.method.as_str().as_bytes())
+        .map_err(|_| ApiError::bad_request("bad method"))?;
+    let mut out = reqwest::Client::new()
+        .request(method, url)
+        .body(req.body.to_vec());
+    for h in [
+        "authorization",
+        "cookie",
+        "content-type",
+        "accept",
+        "x-couch-persist",
+    ] {
+        if let Some(v) = req.header(h) {
+            out = out.header(h, v);
+        }
+    }
+    let resp = out
+        .send()
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "nodedown", e.to_string()))?;
+    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .to_string();
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "nodedown", e.to_string()))?;
+    let mut r = crate::response::json_bytes(status, body.to_vec());
+    if let Ok(v) = axum::http::HeaderValue::from_str(&content_type) {
+        r.headers_mut().insert("content-type", v);
+    }
+    Ok(r)
 }

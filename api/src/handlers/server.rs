@@ -240,14 +240,16 @@ pub fn active_tasks(_state: &AppState, req: &Req) -> ApiResult<Response> {
 }
 
 /// `GET /_membership`.
-pub fn membership(state: &AppState, req: &Req) -> ApiResult<Response> {
+pub async fn membership(state: &AppState, req: &Req) -> ApiResult<Response> {
     require_admin(&req.user)?;
     if !matches!(req.method, Method::GET | Method::HEAD) {
         return Err(not_allowed("GET"));
     }
-    let nodes = state.coordinator.cluster_nodes();
     Ok(json(
         StatusCode::OK,
-        &json!({"all_nodes": nodes, "cluster_nodes": nodes}),
+        &json!({
+            "all_nodes": state.coordinator.connected_nodes().await,
+            "cluster_nodes": state.coordinator.cluster_nodes(),
+        }),
     ))
 }

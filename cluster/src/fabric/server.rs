@@ -89,6 +89,8 @@ impl FabricService {
                     };
                 serde_json::to_vec(&result)
             }
+            "ping" => Ok(Vec::new()),
+            "status" => Ok(self.shards.status().await),
             other => {
                 return Err(Status::invalid_argument(format!(
                     "unknown raft call {other}"

@@ -51,6 +51,7 @@ pub struct Metadata {
     state: Arc<RwLock<MetaState>>,
     node: String,
     addr: String,
+    http: Option<String>,
     clients: Arc<FabricClients>,
 }
 
@@ -65,6 +66,7 @@ impl Metadata {
         data_dir: &Path,
         node: &str,
         addr: &str,
+        http: Option<String>,
         shards: Arc<LocalShards>,
         clients: Arc<FabricClients>,
     ) -> Result<Metadata, ClusterError> {
@@ -94,6 +96,7 @@ impl Metadata {
             state,
             node: node.to_string(),
             addr: addr.to_string(),
+            http,
             clients,
         })
     }
@@ -131,9 +134,14 @@ impl Metadata {
         self.wait_for_leader().await
     }
 
-    /// The address recorded for this node: `name|fabric_addr`.
+    /// The address recorded for this node.
     fn member_addr(&self) -> String {
-        format!("{}|{}", self.node, self.addr)
+        Member {
+            name: self.node.clone(),
+            fabric: self.addr.clone(),
+            http: self.http.clone(),
+        }
+        .encode()
     }
 
     async fn wait_for_leader(&self) -> Result<(), ClusterError> {
@@ -170,8 +178,8 @@ impl Metadata {
                         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                         continue;
                     };
-                    let (_, addr) = split_member(&node.addr);
-                    let (reply, index) = self.clients.forward_write(addr, &cmd).await?;
+                    let leader = Member::parse(&node.addr);
+                    let (reply, index) = self.clients.forward_write(&leader.fabric, &cmd).await?;
                     self.wait_applied(index).await;
                     return Ok(reply);
                 }
@@ -199,10 +207,10 @@ impl Metadata {
 
     /// Adds a node as a voting member: first as a learner that catches up, then as
     /// a voter.
-    pub async fn add_member(&self, name: &str, fabric_addr: &str) -> Result<(), ClusterError> {
+    pub async fn add_member(&self, member: &Member) -> Result<(), ClusterError> {
         self.ensure_initialized().await?;
-        let id = node_id(name);
-        let node = BasicNode::new(format!("{name}|{fabric_addr}"));
+        let id = node_id(&member.name);
+        let node = BasicNode::new(member.encode());
         self.raft
             .add_learner(id, node, true)
             .await
@@ -222,24 +230,26 @@ impl Metadata {
         metrics.membership_config.membership().voter_ids().collect()
     }
 
-    /// Members of the cluster: (node name, fabric address), sorted by name.
-    pub fn members(&self) -> Vec<(String, String)> {
+    /// Members of the cluster, sorted by name (just this node before it joins one).
+    pub fn members(&self) -> Vec<Member> {
         let m = self.raft.metrics();
         let metrics = m.borrow();
-        let mut out: Vec<(String, String)> = metrics
+        let mut out: Vec<Member> = metrics
             .membership_config
             .membership()
             .nodes()
-            .map(|(_, n)| {
-                let (name, addr) = split_member(&n.addr);
-                (name.to_string(), addr.to_string())
-            })
+            .map(|(_, n)| Member::parse(&n.addr))
             .collect();
         if out.is_empty() {
-            out.push((self.node.clone(), self.addr.clone()));
+            out.push(Member::parse(&self.member_addr()));
         }
         out.sort();
         out
+    }
+
+    /// This node's own HTTP address.
+    pub fn own_http(&self) -> Option<String> {
+        self.http.clone()
     }
 
     /// Stops the Raft node.
@@ -248,7 +258,35 @@ impl Metadata {
     }
 }
 
-/// Splits a stored member address `name|host:port`.
-pub fn split_member(addr: &str) -> (&str, &str) {
-    addr.split_once('|').unwrap_or(("", addr))
+/// A cluster member as recorded in the Raft membership: node name, fabric address
+/// and HTTP address, stored as `name|fabric|http` in the node's address field.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Member {
+    /// Node name, `name@host`.
+    pub name: String,
+    /// Where its fabric listens (`host:port`).
+    pub fabric: String,
+    /// Where its HTTP API listens (`host:port`), if known.
+    pub http: Option<String>,
+}
+
+impl Member {
+    /// Reads a stored member address.
+    pub fn parse(addr: &str) -> Member {
+        let mut parts = addr.splitn(3, '|');
+        let name = parts.next().unwrap_or("").to_string();
+        let fabric = parts.next().unwrap_or("").to_string();
+        let http = parts.next().filter(|h| !h.is_empty()).map(str::to_string);
+        Member { name, fabric, http }
+    }
+
+    /// The stored form.
+    pub fn encode(&self) -> String {
+        format!(
+            "{}|{}|{}",
+            self.name,
+            self.fabric,
+            self.http.as_deref().unwrap_or("")
+        )
+    }
 }

@@ -1,6 +1,6 @@
 //! Raft messages between nodes, carried by the fabric's `Raft` call.
 
-use super::{split_member, TypeConfig};
+use super::{Member, TypeConfig};
 use crate::fabric::client::FabricClients;
 use openraft::error::{InstallSnapshotError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
@@ -32,7 +32,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
         Connection {
             clients: self.clients.clone(),
             target,
-            addr: split_member(&node.addr).1.to_string(),
+            addr: Member::parse(&node.addr).fabric,
         }
     }
 }
