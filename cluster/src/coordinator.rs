@@ -350,6 +350,17 @@ impl Coordinator {
         Ok(status.name)
     }
 
+    /// Removes a node from the cluster. Its shard copies stay in the shard maps
+    /// (and are skipped while unreachable) until shards are moved, as in CouchDB.
+    pub async fn remove_node(&self, name: &str) -> Result<(), ClusterError> {
+        if name == self.node {
+            return Err(ClusterError::BadRequest(
+                "A node cannot remove itself".into(),
+            ));
+        }
+        self.meta.remove_member(name).await
+    }
+
     /// What this node tells a node that wants to add it.
     pub async fn status(&self) -> NodeStatus {
         NodeStatus {

@@ -76,6 +76,15 @@ fn form_cluster() -> Cluster {
     }
 }
 
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 fn names() -> Vec<String> {
     HOSTS.iter().map(|h| format!("chaise@{h}")).collect()
 }
@@ -199,6 +208,10 @@ fn three_nodes_quorum_failover_and_convergence() {
             statuses
         }));
     }
+    // A changes position taken through node 3 (which reads its own copies).
+    let (s, feed) = c.nodes[2].get("/cdb/_changes");
+    assert_eq!(s, 200);
+    let seq_via_3 = feed["last_seq"].as_str().unwrap().to_string();
     std::thread::sleep(Duration::from_millis(300));
     c.nodes[2].kill9();
     std::thread::sleep(Duration::from_millis(700));
@@ -212,6 +225,20 @@ fn three_nodes_quorum_failover_and_convergence() {
     }
     let acked = acked.lock().unwrap().clone();
     assert!(acked.len() > 20, "too few writes: {}", acked.len());
+
+    // The position names copies on node 3, which is gone: the feed resumes from
+    // other copies, possibly repeating rows, never skipping one.
+    let (s, feed) = c.nodes[0].get(&format!("/cdb/_changes?since={}", urlencode(&seq_via_3)));
+    assert_eq!(s, 200, "{feed}");
+    let seen: BTreeSet<String> = feed["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    for (id, _) in &acked {
+        assert!(seen.contains(id), "changes skipped {id} after failover");
+    }
 
     // With a node down, w=3 cannot be met: 202 Accepted; reads are still served.
     let (s, b) = c.nodes[0].json("PUT", "/cdb/need-three?w=3", Some(json!({"x": 1})));
@@ -310,4 +337,68 @@ fn leader_kill_during_database_creation_leaves_no_half_database() {
     // A database that was not created exists nowhere (no half-created leftovers).
     let (s, _) = survivors[0].get("/racedb-never");
     assert_eq!(s, 404);
+}
+
+#[test]
+fn nodes_refuse_callers_without_the_cluster_secret() {
+    let port = free_port();
+    let cluster_port = free_port();
+    let ini_dir = tempfile::tempdir().unwrap();
+    let ini = ini_dir.path().join("cluster.ini");
+    std::fs::write(&ini, "[couchdb]\nsingle_node = false\n").unwrap();
+    let mut a = node_options("127.0.0.5", port, cluster_port, &ini);
+    let mut b = node_options("127.0.0.6", port, cluster_port, &ini);
+    a.env = vec![("COUCHDB_SECRET".into(), "one-secret".into())];
+    b.env = vec![("COUCHDB_SECRET".into(), "another-secret".into())];
+    let a = Node::start_with(a);
+    let b = Node::start_with(b);
+    let (s, body) = a.post(
+        "/_cluster_setup",
+        json!({"action": "add_node", "host": "127.0.0.6", "port": port,
+               "username": ADMIN, "password": PASSWORD}),
+    );
+    assert_eq!(s, 400, "{body}");
+    assert!(
+        body["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("Add node failed."),
+        "{body}"
+    );
+    eventually("the refusal to be logged", 5, || {
+        b.logs().contains("refused fabric call")
+    });
+    let (_, m) = a.get("/_membership");
+    assert_eq!(m["cluster_nodes"], json!(["chaise@127.0.0.5"]));
+}
+
+#[test]
+fn members_are_listed_and_removed_through_any_node() {
+    let c = form_cluster();
+    let expected = names();
+    let (s, b) = c.nodes[1].get("/_node/_local/_nodes/_all_docs");
+    assert_eq!(s, 200, "{b}");
+    let ids: Vec<&str> = b["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, expected);
+    // Removal through a follower is forwarded to the Raft leader.
+    let (s, b) = c.nodes[1].delete(&format!("/_node/_local/_nodes/{}", expected[2]));
+    assert_eq!(s, 200, "{b}");
+    for node in &c.nodes[..2] {
+        eventually("membership without node 3", 10, || {
+            node.get("/_membership").1["cluster_nodes"] == json!(expected[..2])
+        });
+    }
+    let (s, _) = c.nodes[0].get(&format!("/_node/_local/_nodes/{}", expected[2]));
+    assert_eq!(s, 404);
+    // The two remaining nodes still serve reads and writes.
+    let (s, b) = c.nodes[0].put(
+        "/_users/org.couchdb.user:probe",
+        json!({"name": "probe", "type": "user", "roles": [], "password": "x"}),
+    );
+    assert!(s == 201 || s == 202, "{s} {b}");
 }

@@ -79,7 +79,65 @@ pub async fn handle(state: &AppState, req: &Req, node: &str, rest: &[&str]) -> A
                 .ok_or_else(|| ApiError::not_found("missing"))?;
             Ok(json(StatusCode::OK, &map.to_couch_doc()))
         }
+        ["_nodes", "_all_docs"] => {
+            get(req, "GET,HEAD")?;
+            let rows: Vec<Value> = state
+                .coordinator
+                .cluster_nodes()
+                .into_iter()
+                .map(|n| json!({"id": n, "key": n, "value": {"rev": node_rev(&n)}}))
+                .collect();
+            Ok(json(
+                StatusCode::OK,
+                &json!({"total_rows": rows.len(), "offset": 0, "rows": rows}),
+            ))
+        }
+        ["_nodes", name] => nodes_doc(state, req, name).await,
         _ => Err(ApiError::not_found("missing")),
+    }
+}
+
+/// The (stable) revision shown for a member's `_nodes` document.
+fn node_rev(name: &str) -> String {
+    use md5::{Digest, Md5};
+    format!("1-{}", hex::encode(Md5::digest(name.as_bytes())))
+}
+
+/// `/_node/_local/_nodes/{name}`: cluster members as CouchDB's `_nodes` documents.
+/// PUT adds a node (reached at its host and this node's cluster port), DELETE
+/// removes it from the cluster.
+async fn nodes_doc(state: &AppState, req: &Req, name: &str) -> ApiResult<Response> {
+    let member = state.coordinator.cluster_nodes().iter().any(|n| n == name);
+    match req.method {
+        Method::GET | Method::HEAD if member => Ok(json(
+            StatusCode::OK,
+            &json!({"_id": name, "_rev": node_rev(name)}),
+        )),
+        Method::GET | Method::HEAD => Err(ApiError::not_found("missing")),
+        Method::PUT => {
+            let host = name
+                .split_once('@')
+                .map(|(_, h)| h)
+                .ok_or_else(|| ApiError::bad_request("Node names look like name@host"))?;
+            let port = state.config_u64("chaise", "cluster_port", 9100);
+            let added = state
+                .coordinator
+                .add_node(&format!("{host}:{port}"), Some(name))
+                .await?;
+            Ok(json(
+                StatusCode::CREATED,
+                &json!({"ok": true, "id": added, "rev": node_rev(&added)}),
+            ))
+        }
+        Method::DELETE if member => {
+            state.coordinator.remove_node(name).await?;
+            Ok(json(
+                StatusCode::OK,
+                &json!({"ok": true, "id": name, "rev": node_rev(name)}),
+            ))
+        }
+        Method::DELETE => Err(ApiError::not_found("missing")),
+        _ => Err(not_allowed("GET,HEAD,PUT,DELETE")),
     }
 }
 

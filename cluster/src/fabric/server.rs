@@ -89,6 +89,15 @@ impl FabricService {
                     };
                 serde_json::to_vec(&result)
             }
+            "members" => {
+                let change: crate::raft::MembershipChange =
+                    serde_json::from_slice(payload).map_err(bad)?;
+                let result: Result<(), String> =
+                    crate::raft::change_membership(&self.raft, &change)
+                        .await
+                        .map_err(|e| format!("{e:?}"));
+                serde_json::to_vec(&result)
+            }
             "ping" => Ok(Vec::new()),
             "status" => Ok(self.shards.status().await),
             other => {

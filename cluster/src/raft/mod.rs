@@ -209,25 +209,39 @@ impl Metadata {
     /// a voter.
     pub async fn add_member(&self, member: &Member) -> Result<(), ClusterError> {
         self.ensure_initialized().await?;
-        let id = node_id(&member.name);
-        let node = BasicNode::new(member.encode());
-        self.raft
-            .add_learner(id, node, true)
+        self.change_members(MembershipChange::Add(member.encode()))
             .await
-            .map_err(raft_err)?;
-        let mut voters: BTreeSet<u64> = self.voter_ids();
-        voters.insert(id);
-        self.raft
-            .change_membership(voters, false)
-            .await
-            .map_err(raft_err)?;
-        Ok(())
     }
 
-    fn voter_ids(&self) -> BTreeSet<u64> {
-        let m = self.raft.metrics();
-        let metrics = m.borrow();
-        metrics.membership_config.membership().voter_ids().collect()
+    /// Removes a member from the Raft group.
+    pub async fn remove_member(&self, name: &str) -> Result<(), ClusterError> {
+        self.change_members(MembershipChange::Remove(name.to_string()))
+            .await
+    }
+
+    /// Applies a membership change here if this node leads, else on the leader.
+    async fn change_members(&self, change: MembershipChange) -> Result<(), ClusterError> {
+        match change_membership(&self.raft, &change).await {
+            Err(MembershipError::NotLeader(Some(leader))) => {
+                let payload = serde_json::to_vec(&change).map_err(raft_err)?;
+                let reply = self
+                    .clients
+                    .raft(&Member::parse(&leader).fabric, "members", payload)
+                    .await
+                    .map_err(raft_err)?;
+                let result: Result<(), String> =
+                    serde_json::from_slice(&reply).map_err(raft_err)?;
+                result.map_err(ClusterError::Meta)
+            }
+            Err(MembershipError::NotLeader(None)) => {
+                Err(ClusterError::Meta("no Raft leader".into()))
+            }
+            Err(MembershipError::NotMember) => {
+                Err(ClusterError::BadRequest("not a cluster member".into()))
+            }
+            Err(MembershipError::Failed(e)) => Err(ClusterError::Meta(e)),
+            Ok(()) => Ok(()),
+        }
     }
 
     /// Members of the cluster, sorted by name (just this node before it joins one).
@@ -256,6 +270,65 @@ impl Metadata {
     pub async fn shutdown(&self) {
         let _ = self.raft.shutdown().await;
     }
+}
+
+/// A change of the voting members, as forwarded to the leader.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub enum MembershipChange {
+    /// Add the member with this stored address (`name|fabric|http`).
+    Add(String),
+    /// Remove the member with this name.
+    Remove(String),
+}
+
+/// Why a membership change did not happen here.
+#[derive(Debug)]
+pub enum MembershipError {
+    /// This node does not lead; the leader's stored address, if known.
+    NotLeader(Option<String>),
+    /// The node to remove is not a member.
+    NotMember,
+    /// Raft refused.
+    Failed(String),
+}
+
+/// Runs a membership change on this node's Raft (which must lead): a new member is
+/// added as a learner that catches up, then promoted to voter.
+pub async fn change_membership(
+    raft: &MetaRaft,
+    change: &MembershipChange,
+) -> Result<(), MembershipError> {
+    let not_leader = |e: RaftError<u64, ClientWriteError<u64, BasicNode>>| match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+            MembershipError::NotLeader(f.leader_node.map(|n| n.addr))
+        }
+        other => MembershipError::Failed(other.to_string()),
+    };
+    let mut voters: BTreeSet<u64> = raft
+        .metrics()
+        .borrow()
+        .membership_config
+        .membership()
+        .voter_ids()
+        .collect();
+    match change {
+        MembershipChange::Add(addr) => {
+            let id = node_id(&Member::parse(addr).name);
+            raft.add_learner(id, BasicNode::new(addr.clone()), true)
+                .await
+                .map_err(not_leader)?;
+            voters.insert(id);
+        }
+        MembershipChange::Remove(name) => {
+            if !voters.remove(&node_id(name)) {
+                return Err(MembershipError::NotMember);
+            }
+        }
+    }
+    raft.change_membership(voters, false)
+        .await
+        .map_err(not_leader)?;
+    Ok(())
 }
 
 /// A cluster member as recorded in the Raft membership: node name, fabric address
