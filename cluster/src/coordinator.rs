@@ -16,7 +16,6 @@ use chaise_storage::{
     Rev, RevBody, ShardInfo, UpdateResult,
 };
 use serde_json::{Map, Value};
-use std::path::Path;
 use std::sync::{Arc, RwLock};
 
 /// The outcome of one document write across its copies.
@@ -177,6 +176,27 @@ pub struct DbInfo {
     pub props: Map<String, Value>,
 }
 
+/// What a node needs to know to open its coordinator.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Data directory.
+    pub data_dir: std::path::PathBuf,
+    /// Node name, `name@host`.
+    pub node: String,
+    /// Where other nodes reach this node's fabric (`host:port`).
+    pub fabric_addr: String,
+    /// Where clients reach this node's HTTP API (`host:port`).
+    pub http_addr: String,
+    /// The cluster secret (node-to-node authentication).
+    pub secret: String,
+    /// TLS for node-to-node calls, if configured.
+    pub tls: Option<crate::fabric::FabricTls>,
+    /// Default shard ranges per new database.
+    pub q: u32,
+    /// Default copies per range.
+    pub n: usize,
+}
+
 /// The request coordinator of one node.
 pub struct Coordinator {
     node: String,
@@ -213,37 +233,26 @@ fn winner_key(doc: &Option<OpenedDoc>) -> Option<(bool, u64, String)> {
 }
 
 impl Coordinator {
-    /// Opens the node's metadata (Raft) and shard files under `data_dir`. This
-    /// node answers other nodes on `fabric_addr` (`host:port`) once the fabric
-    /// service is served, and clients on `http_addr`; `secret` is the cluster
-    /// secret.
-    pub async fn open(
-        data_dir: &Path,
-        node: &str,
-        fabric_addr: &str,
-        http_addr: &str,
-        secret: &str,
-        q: u32,
-        n: usize,
-    ) -> Result<Arc<Self>, ClusterError> {
-        let shards = Arc::new(LocalShards::new(data_dir));
-        let clients = Arc::new(FabricClients::new(node, secret));
+    /// Opens the node's metadata (Raft) and shard files.
+    pub async fn open(config: NodeConfig) -> Result<Arc<Self>, ClusterError> {
+        let shards = Arc::new(LocalShards::new(&config.data_dir));
+        let clients = Arc::new(FabricClients::new(&config.node, &config.secret, config.tls));
         let meta = Metadata::open(
-            data_dir,
-            node,
-            fabric_addr,
-            Some(http_addr.to_string()),
+            &config.data_dir,
+            &config.node,
+            &config.fabric_addr,
+            Some(config.http_addr),
             shards.clone(),
             clients.clone(),
         )
         .await?;
         Ok(Arc::new(Coordinator {
-            node: node.to_string(),
+            node: config.node,
             meta,
             shards,
             clients,
-            secret: Arc::new(RwLock::new(secret.to_string())),
-            defaults: RwLock::new((q.max(1), n.max(1))),
+            secret: Arc::new(RwLock::new(config.secret)),
+            defaults: RwLock::new((config.q.max(1), config.n.max(1))),
             sync_wanted: tokio::sync::Notify::new(),
         }))
     }
@@ -525,6 +534,7 @@ impl Coordinator {
 
     /// Creates a database: its shard map (copies placed on the ring of members) is
     /// written through Raft; every owner creates its files when it applies it.
+    /// Returns whether every copy exists when this returns.
     pub async fn create_db(
         &self,
         name: &str,
@@ -532,7 +542,7 @@ impl Coordinator {
         n: Option<usize>,
         props: Map<String, Value>,
         security: Vec<u8>,
-    ) -> Result<(), ClusterError> {
+    ) -> Result<bool, ClusterError> {
         if self.db_exists(name) {
             return Err(ClusterError::DbExists);
         }
@@ -552,13 +562,40 @@ impl Coordinator {
         map.n = map.ranges.first().map_or(1, |r| r.nodes.len());
         match self
             .meta
-            .write(MetaCommand::CreateDb { map, security })
+            .write(MetaCommand::CreateDb {
+                map: map.clone(),
+                security,
+            })
             .await?
         {
-            MetaReply::Ok => Ok(()),
+            MetaReply::Ok => Ok(self.wait_for_copies(&map).await),
             MetaReply::DbExists => Err(ClusterError::DbExists),
             MetaReply::NoDb => Err(ClusterError::NoDb),
         }
+    }
+
+    /// Waits (briefly) until every owner has applied a new database and opened
+    /// its copies. Returns whether all did: CouchDB answers 202 otherwise.
+    async fn wait_for_copies(&self, map: &ShardMap) -> bool {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut complete = true;
+        for range in &map.ranges {
+            for node in &range.nodes {
+                loop {
+                    match self.call(map, range, node, ShardOp::Info).await {
+                        Ok(_) => break,
+                        // A node that is down will catch up when it returns.
+                        Err(ClusterError::Unavailable(_)) => {
+                            complete = false;
+                            break;
+                        }
+                        Err(_) if tokio::time::Instant::now() >= deadline => return false,
+                        Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+                    }
+                }
+            }
+        }
+        complete
     }
 
     /// Deletes a database; every owner deletes its files when it applies this.

@@ -20,7 +20,7 @@ pub mod shard_map;
 
 pub use coordinator::{
     AllDocsQuery, AllDocsResult, AllDocsRow, ChangesQuery, ChangesResult, ChangesRow, Coordinator,
-    DbInfo, DocWriteResult, NodeStatus, OpenedDoc, OpenedRev, RevSelector, RevsDiff,
+    DbInfo, DocWriteResult, NodeConfig, NodeStatus, OpenedDoc, OpenedRev, RevSelector, RevsDiff,
 };
 pub use error::ClusterError;
 pub use raft::{MetaCommand, MetaReply};

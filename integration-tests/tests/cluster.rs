@@ -250,15 +250,8 @@ fn three_nodes_quorum_failover_and_convergence() {
     }
 
     // Restart node 3: it catches up by itself and every copy is equal, doc by doc.
-    let dead = std::mem::replace(
-        &mut c.nodes[2],
-        Node::start_with(NodeOptions {
-            host: Some("127.0.0.9".into()),
-            ..Default::default()
-        }),
-    );
-    let restarted = dead.restart(c.opts[2].clone());
-    c.nodes[2] = restarted;
+    let dead = c.nodes.remove(2);
+    c.nodes.push(dead.restart(c.opts[2].clone()));
     let reference = all_docs(&c.nodes[0], "cdb");
     assert_eq!(reference.as_array().unwrap().len(), 30 + acked.len() + 1);
     for node in &c.nodes {
@@ -401,4 +394,70 @@ fn members_are_listed_and_removed_through_any_node() {
         json!({"name": "probe", "type": "user", "roles": [], "password": "x"}),
     );
     assert!(s == 201 || s == 202, "{s} {b}");
+}
+
+/// Certificates for a test cluster: a CA and one certificate per host (IP SAN).
+fn write_certs(dir: &std::path::Path, hosts: &[&str]) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    for host in hosts {
+        let key = KeyPair::generate().unwrap();
+        let params = CertificateParams::new(vec![host.to_string()]).unwrap();
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        std::fs::write(dir.join(format!("{host}.pem")), cert.pem()).unwrap();
+        std::fs::write(dir.join(format!("{host}.key")), key.serialize_pem()).unwrap();
+    }
+}
+
+#[test]
+fn nodes_talk_over_tls_when_configured() {
+    let hosts = ["127.0.0.7", "127.0.0.8"];
+    let dir = tempfile::tempdir().unwrap();
+    write_certs(dir.path(), &hosts);
+    let port = free_port();
+    let cluster_port = free_port();
+    let nodes: Vec<Node> = hosts
+        .iter()
+        .map(|h| {
+            let ini = dir.path().join(format!("{h}.ini"));
+            let d = dir.path().display();
+            std::fs::write(
+                &ini,
+                format!(
+                    "[couchdb]\nsingle_node = false\n[fabric]\ntls = true\ncert_file = {d}/{h}.pem\nkey_file = {d}/{h}.key\nca_file = {d}/ca.pem\n"
+                ),
+            )
+            .unwrap();
+            Node::start_with(node_options(h, port, cluster_port, &ini))
+        })
+        .collect();
+    let (s, b) = nodes[0].post(
+        "/_cluster_setup",
+        json!({"action": "add_node", "host": hosts[1], "port": port,
+               "username": ADMIN, "password": PASSWORD}),
+    );
+    assert_eq!(s, 201, "{b}");
+    let (s, b) = nodes[0].json("PUT", "/tlsdb?q=2&n=2", None);
+    assert_eq!(s, 201, "{b}");
+    let (s, b) = nodes[0].put("/tlsdb/a", json!({"x": 1}));
+    assert_eq!(s, 201, "{b}");
+    eventually("the doc through the other node", 10, || {
+        nodes[1].get("/tlsdb/a").0 == 200
+    });
+
+    // A node without TLS cannot join: its plaintext calls are refused.
+    let ini = dir.path().join("plain.ini");
+    std::fs::write(&ini, "[couchdb]\nsingle_node = false\n").unwrap();
+    let plain = Node::start_with(node_options("127.0.0.9", port, cluster_port, &ini));
+    let (s, b) = plain.post(
+        "/_cluster_setup",
+        json!({"action": "add_node", "host": hosts[0], "port": port,
+               "username": ADMIN, "password": PASSWORD}),
+    );
+    assert_eq!(s, 400, "{b}");
 }

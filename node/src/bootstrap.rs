@@ -82,7 +82,7 @@ pub async fn ensure_system_dbs(
             .create_db(db, Some(1), None, Default::default(), security.clone())
             .await
         {
-            Ok(()) | Err(ClusterError::DbExists) => {}
+            Ok(_) | Err(ClusterError::DbExists) => {}
             Err(e) => return Err(e).with_context(|| format!("creating {db}")),
         }
     }

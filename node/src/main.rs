@@ -6,7 +6,7 @@ mod bootstrap;
 mod settings;
 
 use anyhow::Context;
-use chaise_cluster::Coordinator;
+use chaise_cluster::{Coordinator, NodeConfig};
 use clap::Parser;
 
 /// mimalloc: fewer and cheaper allocations on the request and write paths than the
@@ -27,15 +27,16 @@ async fn main() -> anyhow::Result<()> {
         .config
         .get("chttpd_auth", "secret")
         .unwrap_or_default();
-    let coordinator = Coordinator::open(
-        &settings.data_dir,
-        &settings.node_name,
-        &settings.fabric_addr,
-        &settings.http_addr,
-        &secret,
-        settings.q,
-        settings.n,
-    )
+    let coordinator = Coordinator::open(NodeConfig {
+        data_dir: settings.data_dir.clone(),
+        node: settings.node_name.clone(),
+        fabric_addr: settings.fabric_addr.clone(),
+        http_addr: settings.http_addr.clone(),
+        secret,
+        tls: settings.fabric_tls.clone(),
+        q: settings.q,
+        n: settings.n,
+    })
     .await
     .context("opening the data directory")?;
 
@@ -53,6 +54,7 @@ async fn main() -> anyhow::Result<()> {
     let fabric = tokio::spawn(chaise_cluster::fabric::server::serve(
         fabric_bind,
         coordinator.fabric_service(),
+        settings.fabric_tls.clone(),
         stopped(stop_rx.clone()),
     ));
     tracing::info!(addr = %fabric_bind, "cluster port listening");

@@ -49,6 +49,8 @@ pub struct Settings {
     /// Address clients (and other nodes proxying `/_node/...`) reach this node's
     /// HTTP API at: the node name's host and the HTTP port.
     pub http_addr: String,
+    /// TLS between nodes, when `[fabric] tls = true`.
+    pub fabric_tls: Option<chaise_cluster::fabric::FabricTls>,
     pub q: u32,
     pub n: usize,
     pub log_level: String,
@@ -119,7 +121,23 @@ impl Settings {
         let fabric_addr = format!("{host}:{cluster_port}");
         let http_addr = format!("{host}:{port}");
         config.set_in_memory("chaise", "cluster_port", &cluster_port.to_string());
+        let fabric_tls = if config.get_or("fabric", "tls", "false") == "true" {
+            let read = |key: &str| -> anyhow::Result<Vec<u8>> {
+                let path = config
+                    .get("fabric", key)
+                    .with_context(|| format!("[fabric] tls = true needs [fabric] {key}"))?;
+                std::fs::read(&path).with_context(|| format!("reading [fabric] {key} {path}"))
+            };
+            Some(chaise_cluster::fabric::FabricTls {
+                cert_pem: read("cert_file")?,
+                key_pem: read("key_file")?,
+                ca_pem: read("ca_file")?,
+            })
+        } else {
+            None
+        };
         Ok(Settings {
+            fabric_tls,
             data_dir,
             cluster_port,
             fabric_addr,

@@ -235,7 +235,7 @@ async fn ensure_dbs(state: &AppState, dbs: &[String]) -> ApiResult<()> {
             .create_db(db, None, None, Map::new(), security.clone())
             .await
         {
-            Ok(()) | Err(chaise_cluster::ClusterError::DbExists) => {}
+            Ok(_) | Err(chaise_cluster::ClusterError::DbExists) => {}
             Err(e) => return Err(e.into()),
         }
     }

@@ -107,11 +107,17 @@ pub async fn create(state: &AppState, req: &Req, db: &str) -> ApiResult<Response
     }
     let security = serde_json::to_vec(&default_security(state)).unwrap_or_default();
     state.forget_security(db);
-    state
+    let complete = state
         .coordinator
         .create_db(db, q, n, props, security)
         .await?;
-    let resp = json(StatusCode::CREATED, &json!({"ok": true}));
+    // 202 when some owner has not created its copy yet, as CouchDB does.
+    let status = if complete {
+        StatusCode::CREATED
+    } else {
+        StatusCode::ACCEPTED
+    };
+    let resp = json(status, &json!({"ok": true}));
     let location = absolute_uri(req, &format!("/{}", url_encode(db)));
     Ok(with_header(resp, "location", &location))
 }

@@ -9,20 +9,23 @@ use crate::ClusterError;
 use std::collections::HashMap;
 use std::sync::{Mutex, RwLock};
 use std::time::Duration;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 /// Clients to every peer this node talks to.
 pub struct FabricClients {
     node: String,
+    tls: Option<super::FabricTls>,
     secret: RwLock<String>,
     channels: Mutex<HashMap<String, FabricClient<Channel>>>,
 }
 
 impl FabricClients {
-    /// Clients that identify as `node` and prove the cluster `secret`.
-    pub fn new(node: &str, secret: &str) -> Self {
+    /// Clients that identify as `node` and prove the cluster `secret`, over TLS
+    /// when `tls` is given.
+    pub fn new(node: &str, secret: &str, tls: Option<super::FabricTls>) -> Self {
         FabricClients {
             node: node.to_string(),
+            tls,
             secret: RwLock::new(secret.to_string()),
             channels: Mutex::new(HashMap::new()),
         }
@@ -43,11 +46,25 @@ impl FabricClients {
         if let Some(c) = channels.get(addr) {
             return Ok(c.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| FabricError::Unreachable {
-                addr: addr.to_string(),
-                reason: e.to_string(),
-            })?
+        let unreachable = |e: tonic::transport::Error| FabricError::Unreachable {
+            addr: addr.to_string(),
+            reason: e.to_string(),
+        };
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut endpoint =
+            Endpoint::from_shared(format!("{scheme}://{addr}")).map_err(unreachable)?;
+        if let Some(tls) = &self.tls {
+            let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+            endpoint = endpoint
+                .tls_config(
+                    ClientTlsConfig::new()
+                        .ca_certificate(Certificate::from_pem(&tls.ca_pem))
+                        .identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem))
+                        .domain_name(host.to_string()),
+                )
+                .map_err(unreachable)?;
+        }
+        let endpoint = endpoint
             .connect_timeout(Duration::from_secs(2))
             .timeout(Duration::from_secs(60))
             .tcp_nodelay(true);

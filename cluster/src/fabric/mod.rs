@@ -14,6 +14,19 @@ pub mod pb {
     tonic::include_proto!("chaise.fabric.v1");
 }
 
+/// TLS for node-to-node traffic (`[fabric] tls = true`): this node's certificate
+/// and key, and the CA that signed every node's certificate. Both sides verify:
+/// a node presents its certificate and checks its peer's against the CA.
+#[derive(Debug, Clone)]
+pub struct FabricTls {
+    /// PEM certificate of this node (its SAN must name the node's host).
+    pub cert_pem: Vec<u8>,
+    /// PEM private key of this node.
+    pub key_pem: Vec<u8>,
+    /// PEM certificate of the cluster's CA.
+    pub ca_pem: Vec<u8>,
+}
+
 /// Errors of node-to-node calls.
 #[derive(Debug, thiserror::Error)]
 pub enum FabricError {

@@ -144,13 +144,26 @@ impl Fabric for FabricService {
     }
 }
 
-/// Serves the fabric on `addr` until `shutdown` resolves.
+/// Serves the fabric on `addr` (over mutual TLS when `tls` is given) until
+/// `shutdown` resolves.
 pub async fn serve(
     addr: SocketAddr,
     service: FabricService,
+    tls: Option<super::FabricTls>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(
+            tonic::transport::ServerTlsConfig::new()
+                .identity(tonic::transport::Identity::from_pem(
+                    &tls.cert_pem,
+                    &tls.key_pem,
+                ))
+                .client_ca_root(tonic::transport::Certificate::from_pem(&tls.ca_pem)),
+        )?;
+    }
+    builder
         .tcp_nodelay(true)
         .add_service(
             FabricServer::new(service)
