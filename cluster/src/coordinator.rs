@@ -207,6 +207,8 @@ pub struct Coordinator {
     defaults: RwLock<(u32, usize)>,
     /// Ranges whose copies missed a write and should be synced soon.
     sync_wanted: tokio::sync::Notify,
+    /// Raised when the node stops: live feeds end.
+    feeds_stop: tokio::sync::watch::Sender<bool>,
 }
 
 /// Where a shard operation runs.
@@ -254,6 +256,7 @@ impl Coordinator {
             secret: Arc::new(RwLock::new(config.secret)),
             defaults: RwLock::new((config.q.max(1), config.n.max(1))),
             sync_wanted: tokio::sync::Notify::new(),
+            feeds_stop: tokio::sync::watch::Sender::new(false),
         }))
     }
 
@@ -394,7 +397,7 @@ impl Coordinator {
         self.shards.close_all();
     }
 
-    fn map(&self, db: &str) -> Result<ShardMap, ClusterError> {
+    pub(crate) fn map(&self, db: &str) -> Result<Arc<ShardMap>, ClusterError> {
         self.meta
             .state()
             .dbs
@@ -412,7 +415,7 @@ impl Coordinator {
     }
 
     /// Runs one operation on the copy of `range` held by `node`.
-    async fn call(
+    pub(crate) async fn call(
         &self,
         map: &ShardMap,
         range: &ShardRange,
@@ -421,7 +424,12 @@ impl Coordinator {
     ) -> Result<ShardReply, ClusterError> {
         if node == self.node {
             let shard = self.shards.get(map, range, false)?;
-            return execute(&shard, op).await;
+            let writes = writes_docs(&op);
+            let reply = execute(&shard, op).await;
+            if writes && reply.is_ok() {
+                self.shards.db_updates.note_updated(&map.db);
+            }
+            return reply;
         }
         let addr = self
             .addr_of(node)
@@ -438,7 +446,7 @@ impl Coordinator {
     }
 
     /// Copies of a range, this node's first.
-    fn copies(&self, range: &ShardRange) -> Vec<String> {
+    pub(crate) fn copies(&self, range: &ShardRange) -> Vec<String> {
         let mut nodes = range.nodes.clone();
         nodes.sort_by_key(|n| n != &self.node);
         nodes
@@ -479,7 +487,19 @@ impl Coordinator {
         op: ShardOp,
         enough: impl Fn(&[(String, ShardReply)]) -> bool,
     ) -> (Vec<(String, ShardReply)>, Vec<(String, ClusterError)>) {
-        let nodes = self.copies(range);
+        self.call_nodes(map, range, self.copies(range), op, enough)
+            .await
+    }
+
+    /// [`Coordinator::call_all`] on the given copies only.
+    async fn call_nodes(
+        self: &Arc<Self>,
+        map: &ShardMap,
+        range: &ShardRange,
+        nodes: Vec<String>,
+        op: ShardOp,
+        enough: impl Fn(&[(String, ShardReply)]) -> bool,
+    ) -> (Vec<(String, ShardReply)>, Vec<(String, ClusterError)>) {
         let (tx, mut rx) = tokio::sync::mpsc::channel(nodes.len().max(1));
         for node in nodes.iter().cloned() {
             let me = self.clone();
@@ -518,7 +538,7 @@ impl Coordinator {
     }
 
     /// The shard map of a database.
-    pub fn shard_map(&self, db: &str) -> Option<ShardMap> {
+    pub fn shard_map(&self, db: &str) -> Option<Arc<ShardMap>> {
         self.meta.state().dbs.get(db).cloned()
     }
 
@@ -743,7 +763,21 @@ impl Coordinator {
             };
         }
         let r = quorum::effective(r, range.nodes.len());
-        let (ok, failed) = self.call_all(&map, range, op, |ok| ok.len() >= r).await;
+        // Ask `r` copies (this node's first); only if some fail, ask the others.
+        // Copies the read does not see are kept equal by internal replication.
+        let mut nodes = self.copies(range);
+        let rest = nodes.split_off(r.min(nodes.len()));
+        let (mut ok, mut failed) = self
+            .call_nodes(&map, range, nodes, op.clone(), |ok| ok.len() >= r)
+            .await;
+        if ok.len() < r && !rest.is_empty() {
+            let want = r - ok.len();
+            let (more, more_failed) = self
+                .call_nodes(&map, range, rest, op, |ok| ok.len() >= want)
+                .await;
+            ok.extend(more);
+            failed.extend(more_failed);
+        }
         let mut docs: Vec<Option<OpenedDoc>> = Vec::with_capacity(ok.len());
         for (_, reply) in ok {
             match reply {
@@ -984,7 +1018,7 @@ impl Coordinator {
 
     /// Pushes missing revisions from every local shard copy to its peer copies.
     pub async fn sync_all(&self) -> usize {
-        let dbs: Vec<ShardMap> = self.meta.state().dbs.values().cloned().collect();
+        let dbs: Vec<Arc<ShardMap>> = self.meta.state().dbs.values().cloned().collect();
         let mut sent = 0;
         for map in dbs {
             for range in map.ranges.iter().filter(|r| r.nodes.contains(&self.node)) {
@@ -1129,6 +1163,21 @@ impl Coordinator {
             }
         }
         Ok(SeqVector(v))
+    }
+
+    /// This node's log of database events (`/_db_updates`).
+    pub fn db_updates(&self) -> &crate::db_updates::DbUpdates {
+        &self.shards.db_updates
+    }
+
+    /// Ends every live feed (the node is stopping).
+    pub fn stop_feeds(&self) {
+        self.feeds_stop.send_replace(true);
+    }
+
+    /// A receiver that turns `true` when live feeds must end.
+    pub fn feeds_stopping(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.feeds_stop.subscribe()
     }
 
     /// The update-sequence watchers of this node's shard copies (for live feeds).
@@ -1542,7 +1591,12 @@ impl ShardHandler for Coordinator {
                 .shards
                 .get(&map, range, false)
                 .map_err(|e| e.to_string())?;
-            execute(&local, op).await.map_err(|e| e.to_string())
+            let writes = writes_docs(&op);
+            let reply = execute(&local, op).await.map_err(|e| e.to_string())?;
+            if writes {
+                self.shards.db_updates.note_updated(&map.db);
+            }
+            Ok(reply)
         }
         .await;
         postcard::to_stdvec(&result).map_err(|e| e.to_string())
@@ -1551,6 +1605,11 @@ impl ShardHandler for Coordinator {
     async fn status(&self) -> Vec<u8> {
         serde_json::to_vec(&Coordinator::status(self).await).unwrap_or_default()
     }
+}
+
+/// Whether an operation changes a shard's documents (an `updated` db event).
+fn writes_docs(op: &ShardOp) -> bool {
+    matches!(op, ShardOp::UpdateDocs(_) | ShardOp::Purge(_))
 }
 
 fn seq_entry(node: &str, range: &ShardRange, uuid: &str, seq: u64) -> SeqEntry {

@@ -54,7 +54,7 @@ pub enum MetaReply {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct MetaState {
     /// Shard map of every database, by name.
-    pub dbs: BTreeMap<String, ShardMap>,
+    pub dbs: BTreeMap<String, Arc<ShardMap>>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -126,7 +126,7 @@ impl StateMachine {
     /// Makes sure every shard this node should hold exists (after a restart or a
     /// snapshot install).
     async fn reconcile(&mut self) {
-        let dbs: Vec<ShardMap> = read_state(&self.state).dbs.values().cloned().collect();
+        let dbs: Vec<Arc<ShardMap>> = read_state(&self.state).dbs.values().cloned().collect();
         for map in dbs {
             for range in map.ranges.iter().filter(|r| r.nodes.contains(&self.node)) {
                 if let Err(e) = self.shards.get(&map, range, true) {
@@ -139,7 +139,7 @@ impl StateMachine {
     async fn apply_command(&mut self, cmd: MetaCommand) -> MetaReply {
         match cmd {
             MetaCommand::CreateDb { map, security } => {
-                if read_state(&self.state).dbs.contains_key(&map.db) {
+                if contains_db(&self.state, &map.db) {
                     return MetaReply::DbExists;
                 }
                 for range in map.ranges.iter().filter(|r| r.nodes.contains(&self.node)) {
@@ -155,8 +155,11 @@ impl StateMachine {
                         Err(e) => tracing::error!(db = %map.db, error = %e, "cannot create shard"),
                     }
                 }
+                self.shards
+                    .db_updates
+                    .record(&map.db, crate::db_updates::DbEventKind::Created);
                 if let Ok(mut s) = self.state.write() {
-                    s.dbs.insert(map.db.clone(), map);
+                    s.dbs.insert(map.db.clone(), Arc::new(map));
                 }
                 MetaReply::Ok
             }
@@ -171,12 +174,22 @@ impl StateMachine {
                         if let Err(e) = self.shards.delete(&map) {
                             tracing::error!(db = %name, error = %e, "cannot delete shard files");
                         }
+                        self.shards
+                            .db_updates
+                            .record(&name, crate::db_updates::DbEventKind::Deleted);
                         MetaReply::Ok
                     }
                     None => MetaReply::NoDb,
                 }
             }
         }
+    }
+}
+
+fn contains_db(state: &RwLock<MetaState>, db: &str) -> bool {
+    match state.read() {
+        Ok(s) => s.dbs.contains_key(db),
+        Err(p) => p.into_inner().dbs.contains_key(db),
     }
 }
 
