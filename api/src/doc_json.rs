@@ -1,6 +1,7 @@
 //! Documents as JSON: reading what clients send (special `_` fields, inline
 //! attachments, `_revisions`) and rendering stored revisions back.
 
+use crate::att_data::{new_data, Compression};
 use crate::error::{ApiError, ApiResult};
 use crate::response::{push_json, push_str};
 use base64::engine::general_purpose::STANDARD;
@@ -24,6 +25,26 @@ pub struct ParsedDoc {
     pub attachments: Vec<NewAttachment>,
     /// `_revisions` as (start, ids).
     pub revisions: Option<(u64, Vec<String>)>,
+    /// Attachments marked `"follows": true`, whose data comes in later parts of a
+    /// `multipart/related` body; each holds a placeholder in `attachments`.
+    pub follows: Vec<Follows>,
+}
+
+/// An attachment whose data follows the document in a multipart body.
+#[derive(Debug, Clone)]
+pub struct Follows {
+    /// Its place in `ParsedDoc::attachments`.
+    pub index: usize,
+    /// Attachment name.
+    pub name: String,
+    /// MIME type.
+    pub content_type: String,
+    /// `encoding` the sender applied (its data then arrives encoded).
+    pub encoding: Option<String>,
+    /// `length` (decoded), when given.
+    pub length: Option<u64>,
+    /// `revpos`, when given.
+    pub revpos: Option<u64>,
 }
 
 /// Parses a revision string as CouchDB's `couch_doc:parse_rev`: split at the first
@@ -97,7 +118,7 @@ pub fn format_digest(d: &[u8; 16]) -> String {
     format!("md5-{}", STANDARD.encode(d))
 }
 
-fn parse_attachments(v: Value) -> ApiResult<Vec<NewAttachment>> {
+fn parse_attachments(v: Value, follows: &mut Vec<Follows>) -> ApiResult<Vec<NewAttachment>> {
     let Value::Object(map) = v else {
         return Err(ApiError::doc_validation(
             "Bad special document member: _attachments",
@@ -131,6 +152,19 @@ fn parse_attachments(v: Value) -> ApiResult<Vec<NewAttachment>> {
                     encoded_length: att.get("encoded_length").and_then(|v| v.as_u64()),
                 });
             out.push(NewAttachment::Stub { name, info });
+        } else if att.get("follows").and_then(|v| v.as_bool()) == Some(true) {
+            follows.push(Follows {
+                index: out.len(),
+                name: name.clone(),
+                content_type,
+                encoding: att
+                    .get("encoding")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string),
+                length: att.get("length").and_then(|v| v.as_u64()),
+                revpos: att.get("revpos").and_then(|v| v.as_u64()),
+            });
+            out.push(NewAttachment::Stub { name, info: None });
         } else if let Some(data) = att.get("data") {
             let data = data
                 .as_str()
@@ -138,11 +172,7 @@ fn parse_attachments(v: Value) -> ApiResult<Vec<NewAttachment>> {
                 .ok_or_else(|| {
                     ApiError::bad_request(format!("Invalid attachment data for {name}"))
                 })?;
-            out.push(NewAttachment::Data {
-                name,
-                content_type,
-                data,
-            });
+            out.push(NewAttachment::data(name, content_type, data));
         } else {
             return Err(ApiError::bad_request(format!(
                 "Attachment {name} has neither data nor stub"
@@ -175,7 +205,7 @@ pub fn parse_doc(obj: Map<String, Value>) -> ApiResult<ParsedDoc> {
                 _ => return Err(ApiError::bad_request("Invalid rev format")),
             },
             "_deleted" if v.is_boolean() => doc.deleted = v.as_bool().unwrap_or(false),
-            "_attachments" => doc.attachments = parse_attachments(v)?,
+            "_attachments" => doc.attachments = parse_attachments(v, &mut doc.follows)?,
             "_revisions" if v.is_object() => doc.revisions = Some(parse_revisions(&v)?),
             "_revs_info" | "_conflicts" | "_deleted_conflicts" | "_local_seq" | "_access" => {}
             _ => {
@@ -224,8 +254,33 @@ fn parse_revisions(v: &Value) -> ApiResult<(u64, Vec<String>)> {
     Ok((start, ids))
 }
 
-/// Turns a parsed document into a storage update for document `id`.
-pub fn to_update(doc: ParsedDoc, id: String, new_edits: bool) -> ApiResult<DocUpdate> {
+/// Turns a parsed document into a storage update for document `id`; new
+/// identity-encoded data of compressible types is gzip-encoded on the way.
+pub fn to_update(
+    doc: ParsedDoc,
+    id: String,
+    new_edits: bool,
+    comp: &Compression,
+) -> ApiResult<DocUpdate> {
+    if let Some(f) = doc.follows.first() {
+        return Err(ApiError::bad_request(format!(
+            "Attachment `{}` follows but the body is not multipart/related",
+            f.name
+        )));
+    }
+    let mut attachments = Vec::with_capacity(doc.attachments.len());
+    for a in doc.attachments {
+        attachments.push(match a {
+            NewAttachment::Data {
+                name,
+                content_type,
+                data,
+                encoding: None,
+                ..
+            } => new_data(comp, name, content_type, data)?,
+            other => other,
+        });
+    }
     let kind =
         if new_edits {
             EditKind::Interactive { parent: doc.rev }
@@ -263,7 +318,7 @@ pub fn to_update(doc: ParsedDoc, id: String, new_edits: bool) -> ApiResult<DocUp
         kind,
         deleted: doc.deleted,
         body: doc.body,
-        attachments: doc.attachments,
+        attachments,
     })
 }
 
@@ -286,6 +341,9 @@ pub struct RenderOpts {
     pub atts_since: Option<Vec<Rev>>,
     /// Show `encoding`/`encoded_length`.
     pub att_encoding_info: bool,
+    /// Attachments that would go inline are marked `"follows": true` instead
+    /// (their data goes in multipart parts).
+    pub follows: bool,
 }
 
 impl RenderOpts {
@@ -431,6 +489,10 @@ pub fn attachment_json(a: &AttachmentInfo, opts: &RenderOpts, data: Option<&Vec<
     match data {
         Some(d) => {
             m.insert("data".into(), Value::String(STANDARD.encode(d)));
+        }
+        None if opts.follows && opts.inline(a) => {
+            m.insert("length".into(), a.length.into());
+            m.insert("follows".into(), Value::Bool(true));
         }
         None => {
             m.insert("length".into(), a.length.into());

@@ -5,11 +5,13 @@
 //! [`chaise_cluster::Coordinator`]; this crate never touches shard files. Errors of
 //! every layer become CouchDB's error JSON in one place ([`error`]).
 
+mod att_data;
 pub mod auth;
 pub mod config_store;
 mod doc_json;
 pub mod error;
 mod handlers;
+mod multipart;
 mod request;
 mod response;
 mod routes;
@@ -50,6 +52,7 @@ pub struct AppState {
     pub lockout: auth::lockout::Lockout,
     security_cache: RwLock<HashMap<String, Arc<Value>>>,
     request_ids: AtomicU64,
+    this: std::sync::Weak<AppState>,
 }
 
 impl AppState {
@@ -59,7 +62,8 @@ impl AppState {
         config: Arc<ConfigStore>,
         server_uuid: String,
     ) -> Arc<Self> {
-        Arc::new(AppState {
+        Arc::new_cyclic(|this| AppState {
+            this: this.clone(),
             coordinator,
             config,
             credentials: CredentialCache::default(),
@@ -69,6 +73,12 @@ impl AppState {
             security_cache: RwLock::new(HashMap::new()),
             request_ids: AtomicU64::new(rand::random::<u32>() as u64),
         })
+    }
+
+    /// A shared handle on this state, for work that outlives a request (live
+    /// feeds stream their bodies from a task of their own).
+    pub fn shared(&self) -> Option<Arc<AppState>> {
+        self.this.upgrade()
     }
 
     /// The cookie signing secret (`[chttpd_auth] secret`).

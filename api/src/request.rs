@@ -17,8 +17,11 @@ pub struct Req {
     pub query: Vec<(String, String)>,
     /// Request headers.
     pub headers: HeaderMap,
-    /// The whole body.
+    /// The whole body (empty when the body is left as a stream, see
+    /// [`Req::take_stream`]).
     pub body: Bytes,
+    /// The body not yet read, for requests whose data may be large.
+    pub stream: std::sync::Mutex<Option<axum::body::Body>>,
     /// Who is asking.
     pub user: UserCtx,
     /// The client's address, when known.
@@ -74,6 +77,20 @@ impl Req {
                 ApiError::bad_request(format!("Invalid JSON in query parameter `{name}`: {v}"))
             }),
         }
+    }
+
+    /// The body as a stream of bytes: the unread body when it was left as a
+    /// stream, else the buffered body. Only the first call gets the stream.
+    pub fn take_stream(
+        &self,
+    ) -> impl futures_util::Stream<Item = Result<Bytes, axum::Error>> + Send + 'static {
+        let body = self
+            .stream
+            .lock()
+            .ok()
+            .and_then(|mut s| s.take())
+            .unwrap_or_else(|| axum::body::Body::from(self.body.clone()));
+        body.into_data_stream()
     }
 
     /// A request header as text.

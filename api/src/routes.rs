@@ -47,13 +47,20 @@ fn decode_segments(path: &str) -> ApiResult<Vec<String>> {
 pub async fn handle(state: &AppState, req: Request<Body>) -> ApiResult<(Response, Option<String>)> {
     let (parts, body) = req.into_parts();
     let limit = state.config_u64("chttpd", "max_http_request_size", 4_294_967_296) as usize;
-    let body = axum::body::to_bytes(body, limit).await.map_err(|_| {
+    let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_large",
             "the request entity is too large",
         )
-    })?;
+    };
+    let declared = parts
+        .headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
     let raw_path = parts.uri.path();
     if raw_path.len() > state.config_u64("chttpd", "max_uri_length", 8000) as usize {
         return Err(ApiError::new(
@@ -63,6 +70,17 @@ pub async fn handle(state: &AppState, req: Request<Body>) -> ApiResult<(Response
         ));
     }
     let segments = decode_segments(raw_path)?;
+    // Attachment uploads are read as they arrive, by their handlers; every other
+    // body is read whole here.
+    let (body, stream) = if streams_body(&parts.method, &parts.headers, &segments) {
+        let limited = http_body_util::Limited::new(body, limit);
+        (bytes::Bytes::new(), Some(Body::new(limited)))
+    } else {
+        let body = axum::body::to_bytes(body, limit)
+            .await
+            .map_err(|_| too_large())?;
+        (body, None)
+    };
     let query = parts
         .uri
         .query()
@@ -81,11 +99,33 @@ pub async fn handle(state: &AppState, req: Request<Body>) -> ApiResult<(Response
         query,
         headers: parts.headers,
         body,
+        stream: std::sync::Mutex::new(stream),
         user,
         peer,
     };
     let resp = route(state, req).await?;
     Ok((resp, cookie))
+}
+
+/// Whether a request's body is left for its handler to stream: a standalone
+/// attachment PUT, or a document PUT as `multipart/related`.
+fn streams_body(method: &Method, headers: &axum::http::HeaderMap, segs: &[String]) -> bool {
+    if method != Method::PUT {
+        return false;
+    }
+    let multipart = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| crate::multipart::media_type(c) == "multipart/related");
+    let s: Vec<&str> = segs.iter().map(String::as_str).collect();
+    match s.as_slice() {
+        [db, ..] if db.starts_with('_') && !SYSTEM_DBS.contains(db) => false,
+        [_, "_local", ..] => false,
+        [_, "_design", _] | [_, _] => multipart,
+        [_, "_design", _, _, ..] => true,
+        [_, id, _, ..] => !id.starts_with('_'),
+        _ => false,
+    }
 }
 
 async fn route(state: &AppState, req: Req) -> ApiResult<Response> {
@@ -99,6 +139,7 @@ async fn route(state: &AppState, req: Req) -> ApiResult<Response> {
         ["_all_dbs"] => server::all_dbs(state, &req).await,
         ["_dbs_info"] => server::dbs_info(state, &req).await,
         ["_active_tasks"] => server::active_tasks(state, &req),
+        ["_db_updates"] => crate::handlers::db_updates::db_updates(state, &req).await,
         ["_membership"] => server::membership(state, &req).await,
         ["_cluster_setup"] => cluster_setup::handle(state, &req).await,
         ["_node"] => {

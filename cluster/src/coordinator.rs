@@ -506,6 +506,11 @@ impl Coordinator {
             let (map, range, op, tx) = (map.clone(), range.clone(), op.clone(), tx.clone());
             tokio::spawn(async move {
                 let r = me.call(&map, &range, &node, op).await;
+                if r.is_err() {
+                    // A copy missed this call (maybe a write): internal replication
+                    // catches it up as soon as it can.
+                    me.sync_wanted.notify_one();
+                }
                 let _ = tx.send((node, r)).await;
             });
         }
@@ -692,11 +697,6 @@ impl Coordinator {
         let (ok, failed) = self
             .call_all(map, range, ShardOp::UpdateDocs(batch), |ok| ok.len() >= w)
             .await;
-        if !failed.is_empty() || ok.len() < range.nodes.len() {
-            // Some copy missed (or has not yet acknowledged) the write: internal
-            // replication catches it up.
-            self.sync_wanted.notify_one();
-        }
         let replies: Vec<Vec<UpdateResult>> = ok
             .into_iter()
             .filter_map(|(_, r)| match r {

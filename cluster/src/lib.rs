@@ -8,7 +8,9 @@
 //!
 //! This crate knows nothing of HTTP; it must not call back into `chaise-api`.
 
+mod attachments;
 mod coordinator;
+pub mod db_updates;
 mod error;
 pub mod fabric;
 mod local_shards;
@@ -18,6 +20,7 @@ pub mod ring;
 pub mod seq;
 pub mod shard_map;
 
+pub use attachments::AttUpload;
 pub use coordinator::{
     AllDocsQuery, AllDocsResult, AllDocsRow, ChangesQuery, ChangesResult, ChangesRow, Coordinator,
     DbInfo, DocWriteResult, NodeConfig, NodeStatus, OpenedDoc, OpenedRev, RevSelector, RevsDiff,

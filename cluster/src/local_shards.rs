@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex};
 pub(crate) struct LocalShards {
     root: PathBuf,
     open: Mutex<HashMap<PathBuf, Arc<Shard>>>,
+    /// This node's log of database events (`/_db_updates`).
+    pub(crate) db_updates: Arc<crate::db_updates::DbUpdates>,
 }
 
 impl LocalShards {
@@ -17,6 +19,7 @@ impl LocalShards {
         LocalShards {
             root: data_dir.join("shards"),
             open: Mutex::new(HashMap::new()),
+            db_updates: Arc::default(),
         }
     }
 

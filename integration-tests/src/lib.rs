@@ -323,3 +323,60 @@ fn rand_u32() -> u32 {
         .unwrap_or(0);
     n ^ std::process::id().rotate_left(16)
 }
+
+/// A response kept whole: status, headers and raw body.
+pub struct Raw {
+    /// HTTP status.
+    pub status: u16,
+    /// Response headers.
+    pub headers: reqwest::header::HeaderMap,
+    /// Raw body bytes.
+    pub body: Vec<u8>,
+}
+
+impl Raw {
+    /// A header as text.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    }
+
+    /// The body parsed as JSON (`Value::Null` if it is not JSON).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+/// Sends a request and keeps the whole response.
+pub fn raw(r: RequestBuilder) -> Raw {
+    let resp = r.send().expect("request");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.bytes().map(|b| b.to_vec()).unwrap_or_default();
+    Raw {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// Peak resident memory (`VmHWM`) of a process, in KiB (Linux).
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Sets a config value on a node through `/_node/_local/_config`.
+pub fn set_config(node: &Node, section: &str, key: &str, value: &str) {
+    let (s, b) = node.json(
+        "PUT",
+        &format!("/_node/_local/_config/{section}/{key}"),
+        Some(Value::String(value.to_string())),
+    );
+    assert_eq!(s, 200, "set [{section}] {key}: {b}");
+}

@@ -70,8 +70,11 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(%addr, "listening");
     eprintln!("chaise listening on http://{addr}");
     let http_stop = stopped(stop_rx);
+    let feeds = coordinator.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
+        // Live feeds would otherwise hold the graceful shutdown open.
+        feeds.stop_feeds();
         let _ = stop_tx.send(true);
     });
     chaise_api::serve(listener, state, http_stop)

@@ -52,6 +52,24 @@ pub struct RevBody {
     pub attachments: Vec<AttachmentInfo>,
 }
 
+/// Where the chunks of one stored attachment data are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobRef {
+    /// Blob id: the first key part of its chunks in `att_chunks`.
+    pub blob: [u8; 16],
+    /// Stored (possibly encoded) length in bytes.
+    pub length: u64,
+}
+
+/// What a finished streamed upload holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StagedBlob {
+    /// MD5 of the bytes appended.
+    pub digest: [u8; 16],
+    /// Number of bytes appended.
+    pub length: u64,
+}
+
 /// An attachment as it arrives in a write.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum NewAttachment {
@@ -61,9 +79,22 @@ pub enum NewAttachment {
         name: String,
         /// MIME type.
         content_type: String,
-        /// The bytes.
+        /// The bytes as stored (encoded when `encoding` is set).
         #[serde(with = "serde_bytes")]
         data: Vec<u8>,
+        /// Encoding of `data` (`gzip`), if any.
+        encoding: Option<String>,
+        /// Decoded length of the data.
+        length: u64,
+    },
+    /// Data already streamed into the shard under an upload id (see
+    /// `Shard::stage_begin`); `info.digest` must be the upload's digest.
+    Staged {
+        /// Metadata; `revpos` is set by the write (kept for replicated edits when
+        /// not 0).
+        info: AttachmentInfo,
+        /// The upload id.
+        upload: [u8; 16],
     },
     /// A copy of a stored attachment (internal replication, read repair): its
     /// metadata is kept as it is, revpos included.
@@ -89,7 +120,19 @@ impl NewAttachment {
     pub fn name(&self) -> &str {
         match self {
             NewAttachment::Data { name, .. } | NewAttachment::Stub { name, .. } => name,
-            NewAttachment::Replica { info, .. } => &info.name,
+            NewAttachment::Replica { info, .. } | NewAttachment::Staged { info, .. } => &info.name,
+        }
+    }
+
+    /// New identity-encoded data.
+    pub fn data(name: String, content_type: String, data: Vec<u8>) -> Self {
+        let length = data.len() as u64;
+        NewAttachment::Data {
+            name,
+            content_type,
+            data,
+            encoding: None,
+            length,
         }
     }
 }

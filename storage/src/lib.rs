@@ -8,6 +8,7 @@
 //! This crate knows nothing of HTTP, of other nodes or of how shards are placed;
 //! the coordinator in `chaise-cluster` decides which shard a request goes to.
 
+mod blob;
 mod codec;
 pub mod document;
 mod error;
@@ -17,9 +18,10 @@ mod shard;
 mod tables;
 mod writer;
 
+pub use blob::ATT_CHUNK;
 pub use document::{
-    AttachmentInfo, ChangeRow, DocInfo, DocUpdate, EditKind, LocalDoc, NewAttachment, PurgeInfo,
-    RevBody, ShardInfo, UpdateResult,
+    AttachmentInfo, BlobRef, ChangeRow, DocInfo, DocUpdate, EditKind, LocalDoc, NewAttachment,
+    PurgeInfo, RevBody, ShardInfo, StagedBlob, UpdateResult,
 };
 pub use error::{DocError, StorageError};
 pub use rev_tree::{Leaf, MergeOutcome, Rev, RevTree};

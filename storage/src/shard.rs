@@ -1,9 +1,12 @@
 //! A shard copy: one redb file, read from any thread, written by its writer thread.
 
+use crate::blob::{blob_ref, read_range, ReadChunkTable, Upload, Uploads, ATT_CHUNK};
 use crate::codec::decode;
-use crate::document::{ChangeRow, DocInfo, LocalDoc, PurgeInfo, RevBody, ShardInfo};
+use crate::document::{
+    BlobRef, ChangeRow, DocInfo, LocalDoc, PurgeInfo, RevBody, ShardInfo, StagedBlob,
+};
 use crate::rev_tree::Rev;
-use crate::tables::{ATTACHMENTS, BODIES, BY_ID, BY_SEQ, LOCAL, META, PURGED};
+use crate::tables::{ATTACHMENTS, ATT_CHUNKS, BODIES, BY_ID, BY_SEQ, LOCAL, META, PURGED};
 use crate::writer::{self, WriteOp, Writer};
 use crate::{DocError, DocUpdate, StorageError, UpdateResult};
 use redb::{Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTableMetadata};
@@ -36,7 +39,11 @@ pub struct Shard {
     ops: Mutex<Option<mpsc::Sender<WriteOp>>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     seq_watch: watch::Receiver<u64>,
+    uploads: Uploads,
 }
+
+/// Memory redb may use to cache pages of one shard file.
+const CACHE_BYTES: usize = 16 * 1024 * 1024;
 
 impl std::fmt::Debug for Shard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -56,8 +63,13 @@ impl Shard {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let db = Arc::new(Database::builder().create(path)?);
-        let (writer, uuid) = Writer::init(db.clone())?;
+        let db = Arc::new(
+            Database::builder()
+                .set_cache_size(CACHE_BYTES)
+                .create(path)?,
+        );
+        let uploads = Uploads::default();
+        let (writer, uuid) = Writer::init(db.clone(), uploads.clone())?;
         let update_seq = writer.update_seq();
         let (seq_tx, seq_watch) = watch::channel(update_seq);
         let (tx, rx) = mpsc::channel();
@@ -71,6 +83,7 @@ impl Shard {
             ops: Mutex::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
             seq_watch,
+            uploads,
         }))
     }
 
@@ -158,6 +171,102 @@ impl Shard {
         self.submit(|reply| WriteOp::Compact { reply }).await
     }
 
+    fn uploads(
+        &self,
+    ) -> Result<std::sync::MutexGuard<'_, std::collections::HashMap<[u8; 16], Upload>>, StorageError>
+    {
+        self.uploads
+            .lock()
+            .map_err(|_| StorageError::Engine("uploads lock poisoned".into()))
+    }
+
+    /// Starts a streamed upload of attachment data under `upload` (an id the
+    /// caller picks at random; the same on every copy of the shard).
+    pub fn stage_begin(&self, upload: [u8; 16]) -> Result<(), StorageError> {
+        match self.uploads()?.entry(upload) {
+            std::collections::hash_map::Entry::Occupied(_) => {
+                Err(StorageError::Engine("upload id already in use".into()))
+            }
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(Upload::new());
+                Ok(())
+            }
+        }
+    }
+
+    /// Appends bytes to an upload; whole chunks are written as they fill.
+    pub async fn stage_append(&self, upload: [u8; 16], data: &[u8]) -> Result<(), StorageError> {
+        let (first, full) = {
+            let mut uploads = self.uploads()?;
+            let u = uploads
+                .get_mut(&upload)
+                .filter(|u| u.done.is_none())
+                .ok_or_else(|| StorageError::Engine("no such upload".into()))?;
+            md5::Digest::update(&mut u.md5, data);
+            u.length += data.len() as u64;
+            u.buf.extend_from_slice(data);
+            let whole = u.buf.len() / ATT_CHUNK;
+            if whole == 0 {
+                return Ok(());
+            }
+            let rest = u.buf.split_off(whole * ATT_CHUNK);
+            let full = std::mem::replace(&mut u.buf, rest);
+            let first = u.next_chunk;
+            u.next_chunk += whole as u32;
+            (first, full)
+        };
+        self.submit(|reply| WriteOp::StageChunks {
+            blob: upload,
+            first,
+            data: full,
+            reply,
+        })
+        .await
+    }
+
+    /// Writes the last partial chunk of an upload and returns its digest and
+    /// length. The upload then waits for the document write that uses it (as
+    /// `NewAttachment::Staged`) or for [`Shard::stage_abort`].
+    pub async fn stage_finish(&self, upload: [u8; 16]) -> Result<StagedBlob, StorageError> {
+        let (first, rest, staged) = {
+            let mut uploads = self.uploads()?;
+            let u = uploads
+                .get_mut(&upload)
+                .filter(|u| u.done.is_none())
+                .ok_or_else(|| StorageError::Engine("no such upload".into()))?;
+            let md5 = std::mem::replace(&mut u.md5, md5::Digest::new());
+            let staged = StagedBlob {
+                digest: md5::Digest::finalize(md5).into(),
+                length: u.length,
+            };
+            u.done = Some(staged);
+            (u.next_chunk, std::mem::take(&mut u.buf), staged)
+        };
+        if !rest.is_empty() {
+            self.submit(|reply| WriteOp::StageChunks {
+                blob: upload,
+                first,
+                data: rest,
+                reply,
+            })
+            .await?;
+        }
+        Ok(staged)
+    }
+
+    /// Forgets an upload no write used, dropping its chunks. Does nothing for an
+    /// upload a write already took.
+    pub async fn stage_abort(&self, upload: [u8; 16]) -> Result<(), StorageError> {
+        if self.uploads()?.remove(&upload).is_none() {
+            return Ok(());
+        }
+        self.submit(|reply| WriteOp::DropBlob {
+            blob: upload,
+            reply,
+        })
+        .await
+    }
+
     /// A consistent read view of the shard. Tables are opened when first used.
     pub fn reader(&self) -> Result<ShardReader, StorageError> {
         Ok(ShardReader {
@@ -167,6 +276,7 @@ impl Shard {
             bodies: OnceCell::new(),
             local: OnceCell::new(),
             attachments: OnceCell::new(),
+            att_chunks: OnceCell::new(),
             purged: OnceCell::new(),
             meta: OnceCell::new(),
             path: self.path.clone(),
@@ -189,6 +299,7 @@ pub struct ShardReader {
     bodies: OnceCell<ReadOnlyTable<(&'static str, &'static str), &'static [u8]>>,
     local: OnceCell<ReadOnlyTable<&'static str, &'static [u8]>>,
     attachments: OnceCell<ReadOnlyTable<&'static [u8], &'static [u8]>>,
+    att_chunks: OnceCell<ReadChunkTable>,
     purged: OnceCell<ReadOnlyTable<u64, &'static [u8]>>,
     meta: OnceCell<ReadOnlyTable<&'static str, &'static [u8]>>,
     path: PathBuf,
@@ -226,18 +337,36 @@ impl ShardReader {
         }
     }
 
-    /// Attachment bytes (as stored) by digest.
+    /// Where the stored data with this digest is, if stored.
+    pub fn attachment_ref(&self, digest: &[u8; 16]) -> Result<Option<BlobRef>, StorageError> {
+        match table(&self.attachments, &self.txn, ATTACHMENTS)?.get(digest.as_slice())? {
+            Some(v) => Ok(Some(blob_ref(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Attachment bytes (as stored) by digest, whole.
     pub fn attachment(&self, digest: &[u8; 16]) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(table(&self.attachments, &self.txn, ATTACHMENTS)?
-            .get(digest.as_slice())?
-            .map(|v| v.value().to_vec()))
+        self.attachment_range(digest, 0, u64::MAX)
+    }
+
+    /// Up to `len` stored bytes of an attachment from `offset`.
+    pub fn attachment_range(
+        &self,
+        digest: &[u8; 16],
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<Vec<u8>>, StorageError> {
+        let Some(blob) = self.attachment_ref(digest)? else {
+            return Ok(None);
+        };
+        let chunks = table(&self.att_chunks, &self.txn, ATT_CHUNKS)?;
+        Ok(Some(read_range(chunks, &blob, offset, len)?))
     }
 
     /// Whether attachment data with this digest is stored.
     pub fn has_attachment(&self, digest: &[u8; 16]) -> Result<bool, StorageError> {
-        Ok(table(&self.attachments, &self.txn, ATTACHMENTS)?
-            .get(digest.as_slice())?
-            .is_some())
+        Ok(self.attachment_ref(digest)?.is_some())
     }
 
     /// A `_local` document by id (without the `_local/` prefix handling: the full id).
@@ -422,7 +551,7 @@ impl ShardReader {
                 .unwrap_or(0))
         };
         let external = get(writer::META_EXTERNAL)?;
-        let att_bytes = table(&self.attachments, &self.txn, ATTACHMENTS)?
+        let att_bytes = table(&self.att_chunks, &self.txn, ATT_CHUNKS)?
             .stats()?
             .stored_bytes();
         Ok(ShardInfo {

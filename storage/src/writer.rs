@@ -5,13 +5,16 @@
 //! Many concurrent clients therefore share few fsyncs, and an answer always means
 //! the write is on disk.
 
+use crate::blob::{blob_ref, drop_blob, write_chunks, ChunkTable, Uploads};
 use crate::codec::{decode, encode};
-use crate::document::{AttachmentInfo, DocInfo, LocalDoc, NewAttachment, PurgeInfo, RevBody};
+use crate::document::{
+    AttachmentInfo, BlobRef, DocInfo, LocalDoc, NewAttachment, PurgeInfo, RevBody,
+};
 use crate::rev_id::{md5_digest, new_rev_id};
 use crate::rev_tree::{MergeOutcome, Rev};
-use crate::tables::{ATTACHMENTS, BODIES, BY_ID, BY_SEQ, LOCAL, META, PURGED};
+use crate::tables::{ATTACHMENTS, ATT_CHUNKS, BODIES, BY_ID, BY_SEQ, LOCAL, META, PURGED};
 use crate::{DocError, DocUpdate, EditKind, StorageError, UpdateResult};
-use redb::{Database, ReadableTable, Table, WriteTransaction};
+use redb::{Database, Durability, ReadableTable, Table, WriteTransaction};
 use std::collections::HashSet;
 use std::sync::{mpsc, Arc};
 use tokio::sync::{oneshot, watch};
@@ -52,6 +55,19 @@ pub(crate) enum WriteOp {
         reply: Reply<()>,
     },
     Compact {
+        reply: Reply<()>,
+    },
+    /// Chunks of a streamed upload (not fsynced on their own: the write that
+    /// uses the upload makes them durable).
+    StageChunks {
+        blob: [u8; 16],
+        first: u32,
+        data: Vec<u8>,
+        reply: Reply<()>,
+    },
+    /// Drops the chunks of an abandoned upload.
+    DropBlob {
+        blob: [u8; 16],
         reply: Reply<()>,
     },
 }
@@ -95,11 +111,15 @@ pub(crate) fn read_u64(bytes: &[u8]) -> u64 {
 pub(crate) struct Writer {
     db: Arc<Database>,
     counters: Counters,
+    uploads: Uploads,
 }
 
 impl Writer {
     /// Creates the tables if needed and loads the counters; returns the shard uuid.
-    pub(crate) fn init(db: Arc<Database>) -> Result<(Writer, String), StorageError> {
+    pub(crate) fn init(
+        db: Arc<Database>,
+        uploads: Uploads,
+    ) -> Result<(Writer, String), StorageError> {
         let txn = db.begin_write()?;
         let uuid;
         {
@@ -108,6 +128,7 @@ impl Writer {
             txn.open_table(BODIES)?;
             txn.open_table(LOCAL)?;
             txn.open_table(ATTACHMENTS)?;
+            txn.open_table(ATT_CHUNKS)?;
             txn.open_table(PURGED)?;
             let mut meta = txn.open_table(META)?;
             let existing = meta.get(META_UUID)?.map(|v| v.value().to_vec());
@@ -124,6 +145,7 @@ impl Writer {
         let mut w = Writer {
             db,
             counters: Counters::default(),
+            uploads,
         };
         w.reload_counters()?;
         Ok((w, uuid))
@@ -198,8 +220,20 @@ impl Writer {
         batch: Vec<WriteOp>,
     ) -> Result<Vec<Pending>, (StorageError, Vec<Pending>)> {
         let mut pending = Vec::with_capacity(batch.len());
+        // A batch of upload chunks alone need not reach the disk yet.
+        let staging_only = batch
+            .iter()
+            .all(|op| matches!(op, WriteOp::StageChunks { .. }));
         let txn = match self.db.begin_write() {
-            Ok(t) => t,
+            Ok(mut t) => {
+                if staging_only {
+                    if let Err(e) = t.set_durability(Durability::None) {
+                        let e = StorageError::Engine(e.to_string());
+                        return Err((e, batch.into_iter().map(unapplied).collect()));
+                    }
+                }
+                t
+            }
             Err(e) => {
                 let e = StorageError::from(e);
                 return Err((e, batch.into_iter().map(unapplied).collect()));
@@ -275,7 +309,20 @@ impl Writer {
                 Pending::Unit(reply)
             }
             WriteOp::Compact { reply } => {
-                compact(t, self.counters.revs_limit.max(1))?;
+                compact(t, self.counters.revs_limit.max(1), &self.uploads)?;
+                Pending::Unit(reply)
+            }
+            WriteOp::StageChunks {
+                blob,
+                first,
+                data,
+                reply,
+            } => {
+                write_chunks(&mut t.att_chunks, &blob, first, &data)?;
+                Pending::Unit(reply)
+            }
+            WriteOp::DropBlob { blob, reply } => {
+                drop_blob(&mut t.att_chunks, &blob)?;
                 Pending::Unit(reply)
             }
         })
@@ -320,7 +367,8 @@ impl Writer {
                     None => Vec::new(),
                 };
                 let pos = parent.as_ref().map_or(1, |p| p.pos + 1);
-                let atts = match resolve_interactive_atts(t, &u, &parent_atts, pos)? {
+                let atts = match resolve_interactive_atts(t, &self.uploads, &u, &parent_atts, pos)?
+                {
                     Ok(a) => a,
                     Err(e) => return Ok(Err(e)),
                 };
@@ -356,7 +404,7 @@ impl Writer {
                     // Already have it: nothing to do, and no new sequence.
                     return Ok(Ok(rev));
                 }
-                let atts = match resolve_replicated_atts(t, &u, *pos)? {
+                let atts = match resolve_replicated_atts(t, &self.uploads, &u, *pos)? {
                     Ok(a) => a,
                     Err(e) => return Ok(Err(e)),
                 };
@@ -496,7 +544,10 @@ fn unapplied(op: WriteOp) -> Pending {
             Pending::Local(reply, Err(DocError::Internal("not applied".into())))
         }
         WriteOp::Purge { reply, .. } => Pending::Purge(reply, Vec::new()),
-        WriteOp::SetMeta { reply, .. } | WriteOp::Compact { reply } => Pending::Unit(reply),
+        WriteOp::SetMeta { reply, .. }
+        | WriteOp::Compact { reply }
+        | WriteOp::StageChunks { reply, .. }
+        | WriteOp::DropBlob { reply, .. } => Pending::Unit(reply),
     }
 }
 
@@ -507,6 +558,7 @@ struct Tables<'t> {
     bodies: Table<'t, (&'static str, &'static str), &'static [u8]>,
     local: Table<'t, &'static str, &'static [u8]>,
     attachments: Table<'t, &'static [u8], &'static [u8]>,
+    att_chunks: ChunkTable<'t>,
     purged: Table<'t, u64, &'static [u8]>,
     meta: Table<'t, &'static str, &'static [u8]>,
 }
@@ -519,6 +571,7 @@ impl<'t> Tables<'t> {
             bodies: txn.open_table(BODIES)?,
             local: txn.open_table(LOCAL)?,
             attachments: txn.open_table(ATTACHMENTS)?,
+            att_chunks: txn.open_table(ATT_CHUNKS)?,
             purged: txn.open_table(PURGED)?,
             meta: txn.open_table(META)?,
         })
@@ -533,48 +586,108 @@ fn get_body(t: &Tables<'_>, id: &str, rev: &Rev) -> Result<Option<RevBody>, Stor
     }
 }
 
-fn store_data(t: &mut Tables<'_>, data: &[u8]) -> Result<[u8; 16], StorageError> {
-    let digest = md5_digest(data);
-    if t.attachments.get(digest.as_slice())?.is_none() {
-        t.attachments.insert(digest.as_slice(), data)?;
+/// Indexes data with this digest at `blob`, unless the digest is already stored.
+/// Returns whether it was new.
+fn index_blob(t: &mut Tables<'_>, digest: &[u8; 16], blob: BlobRef) -> Result<bool, StorageError> {
+    if t.attachments.get(digest.as_slice())?.is_some() {
+        return Ok(false);
     }
-    Ok(digest)
+    t.attachments
+        .insert(digest.as_slice(), encode(&blob)?.as_slice())?;
+    Ok(true)
 }
 
-/// Stores the data of a new or replica attachment and returns its metadata;
-/// `None` for a stub.
+/// Stores whole data (content-addressed: its chunks are keyed by its digest).
+fn store_data(t: &mut Tables<'_>, digest: [u8; 16], data: &[u8]) -> Result<(), StorageError> {
+    let blob = BlobRef {
+        blob: digest,
+        length: data.len() as u64,
+    };
+    if index_blob(t, &digest, blob)? {
+        write_chunks(&mut t.att_chunks, &digest, 0, data)?;
+    }
+    Ok(())
+}
+
+/// Makes a finished upload the stored data of its digest (or drops its chunks
+/// when that data is already stored).
+fn promote_upload(
+    t: &mut Tables<'_>,
+    uploads: &Uploads,
+    upload: &[u8; 16],
+    digest: &[u8; 16],
+) -> Result<Result<(), DocError>, StorageError> {
+    let done = uploads
+        .lock()
+        .map_err(|_| StorageError::Engine("uploads lock poisoned".into()))?
+        .remove(upload)
+        .and_then(|u| u.done);
+    let Some(done) = done.filter(|d| &d.digest == digest) else {
+        return Ok(Err(DocError::BadRequest(
+            "attachment upload is missing or unfinished".into(),
+        )));
+    };
+    let blob = BlobRef {
+        blob: *upload,
+        length: done.length,
+    };
+    if !index_blob(t, digest, blob)? {
+        drop_blob(&mut t.att_chunks, upload)?;
+    }
+    Ok(Ok(()))
+}
+
+/// Stores the data of a new, staged or replica attachment and returns its
+/// metadata; `None` for a stub. `keep_revpos` keeps a staged attachment's given
+/// revpos (replicated edits).
 fn store_new(
     t: &mut Tables<'_>,
+    uploads: &Uploads,
     a: &NewAttachment,
     pos: u64,
-) -> Result<Option<AttachmentInfo>, StorageError> {
-    Ok(match a {
+    keep_revpos: bool,
+) -> Result<Result<Option<AttachmentInfo>, DocError>, StorageError> {
+    Ok(Ok(match a {
         NewAttachment::Data {
             name,
             content_type,
             data,
-        } => Some(AttachmentInfo {
-            name: name.clone(),
-            content_type: content_type.clone(),
-            digest: store_data(t, data)?,
-            length: data.len() as u64,
-            revpos: pos,
-            encoding: None,
-            encoded_length: None,
-        }),
-        NewAttachment::Replica { info, data } => {
-            if t.attachments.get(info.digest.as_slice())?.is_none() {
-                t.attachments
-                    .insert(info.digest.as_slice(), data.as_slice())?;
+            encoding,
+            length,
+        } => {
+            let digest = md5_digest(data);
+            store_data(t, digest, data)?;
+            Some(AttachmentInfo {
+                name: name.clone(),
+                content_type: content_type.clone(),
+                digest,
+                length: *length,
+                revpos: pos,
+                encoded_length: encoding.as_ref().map(|_| data.len() as u64),
+                encoding: encoding.clone(),
+            })
+        }
+        NewAttachment::Staged { info, upload } => {
+            if let Err(e) = promote_upload(t, uploads, upload, &info.digest)? {
+                return Ok(Err(e));
             }
+            let mut info = info.clone();
+            if !keep_revpos || info.revpos == 0 {
+                info.revpos = pos;
+            }
+            Some(info)
+        }
+        NewAttachment::Replica { info, data } => {
+            store_data(t, info.digest, data)?;
             Some(info.clone())
         }
         NewAttachment::Stub { .. } => None,
-    })
+    }))
 }
 
 fn resolve_interactive_atts(
     t: &mut Tables<'_>,
+    uploads: &Uploads,
     u: &DocUpdate,
     parent_atts: &[AttachmentInfo],
     pos: u64,
@@ -582,9 +695,6 @@ fn resolve_interactive_atts(
     let mut out = Vec::with_capacity(u.attachments.len());
     for a in &u.attachments {
         match a {
-            NewAttachment::Data { .. } | NewAttachment::Replica { .. } => {
-                out.extend(store_new(t, a, pos)?);
-            }
             NewAttachment::Stub { name, info } => {
                 // As couch_att:merge_stubs: a stub that names a revpos must match
                 // the parent's (0 means the client gave none).
@@ -602,6 +712,10 @@ fn resolve_interactive_atts(
                     }
                 }
             }
+            new => match store_new(t, uploads, new, pos, false)? {
+                Ok(info) => out.extend(info),
+                Err(e) => return Ok(Err(e)),
+            },
         }
     }
     Ok(Ok(out))
@@ -609,15 +723,13 @@ fn resolve_interactive_atts(
 
 fn resolve_replicated_atts(
     t: &mut Tables<'_>,
+    uploads: &Uploads,
     u: &DocUpdate,
     pos: u64,
 ) -> Result<Result<Vec<AttachmentInfo>, DocError>, StorageError> {
     let mut out = Vec::with_capacity(u.attachments.len());
     for a in &u.attachments {
         match a {
-            NewAttachment::Data { .. } | NewAttachment::Replica { .. } => {
-                out.extend(store_new(t, a, pos)?);
-            }
             NewAttachment::Stub { name, info } => match info {
                 Some(info) if t.attachments.get(info.digest.as_slice())?.is_some() => {
                     out.push(info.clone())
@@ -628,6 +740,10 @@ fn resolve_replicated_atts(
                         name: name.clone(),
                     }))
                 }
+            },
+            new => match store_new(t, uploads, new, pos, true)? {
+                Ok(info) => out.extend(info),
+                Err(e) => return Ok(Err(e)),
             },
         }
     }
@@ -673,7 +789,7 @@ fn apply_local(
 /// lowered limit reaches documents not edited since), then drops bodies of
 /// revisions that are no longer leaves and attachments that no stored revision
 /// refers to.
-fn compact(t: &mut Tables<'_>, revs_limit: usize) -> Result<(), StorageError> {
+fn compact(t: &mut Tables<'_>, revs_limit: usize, uploads: &Uploads) -> Result<(), StorageError> {
     let mut stemmed: Vec<(String, Vec<u8>)> = Vec::new();
     for item in t.by_id.iter()? {
         let (k, v) = item?;
@@ -728,6 +844,44 @@ fn compact(t: &mut Tables<'_>, revs_limit: usize) -> Result<(), StorageError> {
     }
     for k in &orphans {
         t.attachments.remove(k.as_slice())?;
+    }
+    // Chunks belong to an indexed blob or to an upload in progress; any other
+    // blob (an abandoned upload, data just unindexed) is dropped.
+    let mut live: HashSet<[u8; 16]> = uploads
+        .lock()
+        .map_err(|_| StorageError::Engine("uploads lock poisoned".into()))?
+        .keys()
+        .copied()
+        .collect();
+    for item in t.attachments.iter()? {
+        let (_, v) = item?;
+        live.insert(blob_ref(v.value())?.blob);
+    }
+    // Visit one key per blob, skipping over the rest of its chunks.
+    let mut dead: Vec<[u8; 16]> = Vec::new();
+    let mut after: Option<[u8; 16]> = None;
+    loop {
+        let lower = match &after {
+            Some(b) => std::ops::Bound::Excluded((b.as_slice(), u32::MAX)),
+            None => std::ops::Bound::Unbounded,
+        };
+        let next = match t
+            .att_chunks
+            .range::<(&[u8], u32)>((lower, std::ops::Bound::Unbounded))?
+            .next()
+        {
+            Some(item) => item?.0.value().0.to_vec(),
+            None => break,
+        };
+        let blob = <[u8; 16]>::try_from(next.as_slice())
+            .map_err(|_| StorageError::Corrupt("bad attachment chunk key".into()))?;
+        if !live.contains(&blob) {
+            dead.push(blob);
+        }
+        after = Some(blob);
+    }
+    for blob in &dead {
+        drop_blob(&mut t.att_chunks, blob)?;
     }
     Ok(())
 }

@@ -1,7 +1,10 @@
 //! Shard storage against real files: writes, conflicts, replication merges,
 //! reopening, local docs, purge, changes and compaction.
 
-use chaise_storage::{AllDocsRange, DocError, DocUpdate, EditKind, NewAttachment, Rev, Shard};
+use chaise_storage::{
+    AllDocsRange, AttachmentInfo, DocError, DocUpdate, EditKind, NewAttachment, Rev, Shard,
+    ATT_CHUNK,
+};
 use std::sync::Arc;
 
 fn rt() -> tokio::runtime::Runtime {
@@ -126,11 +129,11 @@ fn stubs_local_docs_purge_changes_and_compaction() {
     rt.block_on(async {
         let shard = Shard::open(&dir.path().join("s.redb"), true).unwrap();
         let mut u = edit("att", None, "{}");
-        u.attachments.push(NewAttachment::Data {
-            name: "a.txt".into(),
-            content_type: "text/plain".into(),
-            data: b"hello".to_vec(),
-        });
+        u.attachments.push(NewAttachment::data(
+            "a.txt".into(),
+            "text/plain".into(),
+            b"hello".to_vec(),
+        ));
         let r1 = write1(&shard, u).await.unwrap();
         let mut u = edit("att", Some(&r1), r#"{"x":1}"#);
         u.attachments.push(NewAttachment::Stub {
@@ -250,5 +253,107 @@ fn concurrent_writers_share_commits_and_all_land() {
         }
         let si = shard.reader().unwrap().info().unwrap();
         assert_eq!((si.doc_count, si.update_seq), (640, 640));
+    });
+}
+
+#[test]
+fn streamed_uploads_chunk_dedup_and_are_collected() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    rt.block_on(async {
+        let shard = Shard::open(&dir.path().join("s.redb"), true).unwrap();
+        // Three and a bit chunks, appended in uneven pieces.
+        let data: Vec<u8> = (0..(3 * ATT_CHUNK + 1234))
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let upload = [7u8; 16];
+        shard.stage_begin(upload).unwrap();
+        for piece in data.chunks(100_000) {
+            shard.stage_append(upload, piece).await.unwrap();
+        }
+        let staged = shard.stage_finish(upload).await.unwrap();
+        assert_eq!(staged.length, data.len() as u64);
+        assert_eq!(staged.digest, chaise_storage::rev_id::md5_digest(&data));
+        let info = AttachmentInfo {
+            name: "big.bin".into(),
+            content_type: "application/octet-stream".into(),
+            digest: staged.digest,
+            length: staged.length,
+            revpos: 0,
+            encoding: None,
+            encoded_length: None,
+        };
+        let mut u = edit("big", None, "{}");
+        u.attachments.push(NewAttachment::Staged {
+            info: info.clone(),
+            upload,
+        });
+        let r1 = write1(&shard, u).await.unwrap();
+        let reader = shard.reader().unwrap();
+        assert_eq!(reader.attachment(&staged.digest).unwrap().unwrap(), data);
+        let mid = ATT_CHUNK as u64 - 10;
+        assert_eq!(
+            reader
+                .attachment_range(&staged.digest, mid, 20)
+                .unwrap()
+                .unwrap(),
+            data[mid as usize..mid as usize + 20]
+        );
+        drop(reader);
+
+        // The same data again, inline: deduplicated onto the stored blob.
+        let mut u = edit("copy", None, "{}");
+        u.attachments.push(NewAttachment::data(
+            "same.bin".into(),
+            "application/octet-stream".into(),
+            data.clone(),
+        ));
+        write1(&shard, u).await.unwrap();
+        assert_eq!(
+            shard
+                .reader()
+                .unwrap()
+                .attachment_ref(&staged.digest)
+                .unwrap()
+                .unwrap()
+                .blob,
+            upload
+        );
+
+        // An upload used twice is refused the second time.
+        let mut u = edit("again", None, "{}");
+        u.attachments.push(NewAttachment::Staged { info, upload });
+        assert!(matches!(
+            write1(&shard, u).await,
+            Err(DocError::BadRequest(_))
+        ));
+
+        // An abandoned upload survives compaction while open, not after abort.
+        let open = [9u8; 16];
+        shard.stage_begin(open).unwrap();
+        shard.stage_append(open, &data).await.unwrap();
+        shard.compact().await.unwrap();
+        let info_before = shard.reader().unwrap().info().unwrap();
+        assert!(info_before.active_size >= (data.len() + 3 * ATT_CHUNK) as u64);
+        shard.stage_abort(open).await.unwrap();
+
+        // Deleting both docs and compacting frees every chunk.
+        let mut del = edit("big", Some(&r1), "{}");
+        del.deleted = true;
+        write1(&shard, del).await.unwrap();
+        shard.compact().await.unwrap();
+        assert!(shard
+            .reader()
+            .unwrap()
+            .has_attachment(&staged.digest)
+            .unwrap());
+        let copy = shard.reader().unwrap().doc_info("copy").unwrap().unwrap();
+        let mut del = edit("copy", Some(&copy.tree.winner().unwrap().rev), "{}");
+        del.deleted = true;
+        write1(&shard, del).await.unwrap();
+        shard.compact().await.unwrap();
+        let reader = shard.reader().unwrap();
+        assert!(!reader.has_attachment(&staged.digest).unwrap());
+        assert!(reader.info().unwrap().active_size < data.len() as u64);
     });
 }

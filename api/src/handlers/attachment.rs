@@ -1,19 +1,20 @@
 //! Standalone attachments: `GET|HEAD|PUT|DELETE /{db}/{docid}/{attname}`.
 
+use crate::att_data::{pieces_len, receive, stream_body, Compression, Incoming, Piece};
 use crate::doc_json::{self, parse_rev, ParsedDoc};
 use crate::error::{ApiError, ApiResult};
 use crate::handlers::document::{agreed_rev, if_none_match, url_encode, write, Saved};
+use crate::multipart;
 use crate::request::Req;
 use crate::response::{empty, head_of, with_header};
 use crate::routes::{not_allowed, DbCtx};
 use crate::AppState;
-use axum::body::Body;
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use chaise_cluster::RevSelector;
-use chaise_storage::{NewAttachment, Rev, RevBody};
+use chaise_storage::{AttachmentInfo, NewAttachment, Rev, RevBody};
 
 /// Dispatches an attachment request.
 pub async fn handle(
@@ -27,24 +28,32 @@ pub async fn handle(
         Method::GET => get(state, req, ctx, id, name).await,
         Method::HEAD => Ok(head_of(get(state, req, ctx, id, name).await?)),
         Method::PUT => {
+            doc_json::validate_attachment_name(name)?;
             let content_type = req
                 .header("content-type")
                 .unwrap_or("application/octet-stream")
                 .to_string();
-            let data = req.body.to_vec();
             let max = state.config_u64("couchdb", "max_attachment_size", 1_073_741_824);
-            if data.len() as u64 > max {
+            let declared = req
+                .header("content-length")
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            if declared.is_some_and(|n| n > max) {
                 return Err(ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "attachment_too_large",
                     format!("{id}/{name}"),
                 ));
             }
-            let new = NewAttachment::Data {
+            let incoming = Incoming {
+                db: ctx.db,
+                doc_id: id,
                 name: name.to_string(),
                 content_type,
-                data,
+                encoded: None,
+                max,
             };
+            let comp = Compression::from_config(state);
+            let (new, _guard) = receive(state, &comp, incoming, req.take_stream()).await?;
             edit(state, req, ctx, id, name, Some(new)).await
         }
         Method::DELETE => edit(state, req, ctx, id, name, None).await,
@@ -95,17 +104,183 @@ async fn get(
     if if_none_match(req, &etag) {
         return Ok(with_header(empty(StatusCode::NOT_MODIFIED), "etag", &etag));
     }
-    let data = state
-        .coordinator
-        .attachment_data(ctx.db, id, att.digest)
-        .await?
-        .ok_or_else(|| ApiError::internal("attachment data missing"))?;
-    let resp = Response::new(Body::from(data));
-    let resp = with_header(resp, "content-type", &att.content_type);
-    let resp = with_header(resp, "etag", &etag);
-    let resp = with_header(resp, "content-md5", &STANDARD.encode(att.digest));
-    let resp = with_header(resp, "cache-control", "must-revalidate");
-    Ok(with_header(resp, "accept-ranges", "none"))
+    let encoded = att.encoding.is_some();
+    let send_encoded = encoded && accepts_gzip(req);
+    let stored = att.encoded_length.unwrap_or(att.length);
+    let whole = |send: bool| -> Piece {
+        Piece::Att {
+            digest: att.digest,
+            from: 0,
+            to: stored,
+            gunzip: encoded && !send,
+        }
+    };
+    let ranges = if encoded {
+        None
+    } else {
+        req.header("range")
+            .and_then(|r| parse_ranges(r, att.length))
+    };
+    let (status, pieces, length, content_type) = match ranges {
+        None => {
+            let length = if send_encoded { stored } else { att.length };
+            (
+                StatusCode::OK,
+                vec![whole(send_encoded)],
+                length,
+                att.content_type.clone(),
+            )
+        }
+        Some(Err(())) => {
+            let e = ApiError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "requested_range_not_satisfiable",
+                "Requested range not satisfiable",
+            );
+            return Err(e.with_header("content-range", format!("bytes */{}", att.length)));
+        }
+        Some(Ok(ranges)) if ranges.len() == 1 => {
+            let (from, to) = ranges[0];
+            let piece = Piece::Att {
+                digest: att.digest,
+                from,
+                to: to + 1,
+                gunzip: false,
+            };
+            (
+                StatusCode::PARTIAL_CONTENT,
+                vec![piece],
+                to + 1 - from,
+                att.content_type.clone(),
+            )
+        }
+        Some(Ok(ranges)) => {
+            let (pieces, length, ct) = byteranges(att, &ranges);
+            (StatusCode::PARTIAL_CONTENT, pieces, length, ct)
+        }
+    };
+    let single_range = status == StatusCode::PARTIAL_CONTENT && pieces.len() == 1;
+    let content_range = match (single_range, pieces.first()) {
+        (true, Some(Piece::Att { from, to, .. })) => {
+            Some(format!("bytes {from}-{}/{}", to - 1, att.length))
+        }
+        _ => None,
+    };
+    let mut resp = Response::new(stream_body(state, ctx.db, id, pieces));
+    *resp.status_mut() = status;
+    let mut resp = with_header(resp, "content-type", &content_type);
+    resp = with_header(resp, "content-length", &length.to_string());
+    resp = with_header(resp, "etag", &etag);
+    resp = with_header(resp, "cache-control", "must-revalidate");
+    resp = with_header(
+        resp,
+        "accept-ranges",
+        if encoded { "none" } else { "bytes" },
+    );
+    if let Some(cr) = content_range {
+        resp = with_header(resp, "content-range", &cr);
+    }
+    if status == StatusCode::OK && (send_encoded || !encoded) {
+        resp = with_header(resp, "content-md5", &STANDARD.encode(att.digest));
+    }
+    if send_encoded {
+        resp = with_header(resp, "content-encoding", "gzip");
+    }
+    Ok(resp)
+}
+
+/// Whether the client takes gzip-encoded bodies (`Accept-Encoding`, with a
+/// non-zero quality).
+fn accepts_gzip(req: &Req) -> bool {
+    req.header("accept-encoding").is_some_and(|h| {
+        h.split(',').any(|t| {
+            let mut parts = t.split(';');
+            let coding = parts.next().unwrap_or("").trim();
+            let q_zero = parts.any(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .and_then(|q| q.trim().parse::<f64>().ok())
+                    == Some(0.0)
+            });
+            (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !q_zero
+        })
+    })
+}
+
+/// Most ranges served as `multipart/byteranges`; more get the whole data, as in
+/// CouchDB.
+const MAX_RANGES: usize = 10;
+
+/// A `Range` header over data of `len` bytes, as CouchDB's `parse_ranges`:
+/// `None` to send the whole data (no usable header, `bytes=0-`, too many
+/// ranges), `Err` for 416, else inclusive `(from, to)` pairs.
+fn parse_ranges(header: &str, len: u64) -> Option<Result<Vec<(u64, u64)>, ()>> {
+    let spec = header.trim().strip_prefix("bytes=")?;
+    let mut raw: Vec<(Option<u64>, Option<u64>)> = Vec::new();
+    for r in spec.split(',') {
+        let (a, b) = r.trim().split_once('-')?;
+        let num = |s: &str| -> Option<Option<u64>> {
+            let s = s.trim();
+            if s.is_empty() {
+                Some(None)
+            } else {
+                s.parse().ok().map(Some)
+            }
+        };
+        let (a, b) = (num(a)?, num(b)?);
+        if a.is_none() && b.is_none() {
+            return None;
+        }
+        raw.push((a, b));
+    }
+    if raw.first() == Some(&(Some(0), None)) || raw.len() >= MAX_RANGES {
+        return None;
+    }
+    let last = len.checked_sub(1);
+    let mut out = Vec::with_capacity(raw.len());
+    for r in raw {
+        let (from, to) = match r {
+            (Some(f), Some(t)) => (f, t),
+            (None, Some(suffix)) => (len.saturating_sub(suffix), last.unwrap_or(0)),
+            (Some(f), None) => (f, last.unwrap_or(0)),
+            (None, None) => return None,
+        };
+        let Some(last) = last else {
+            return Some(Err(()));
+        };
+        let to = to.min(last);
+        if to < from {
+            return Some(Err(()));
+        }
+        out.push((from, to));
+    }
+    Some(Ok(out))
+}
+
+/// A `multipart/byteranges` body (as CouchDB's `send_ranges_multipart`): its
+/// pieces, length and content type.
+fn byteranges(att: &AttachmentInfo, ranges: &[(u64, u64)]) -> (Vec<Piece>, u64, String) {
+    let b = multipart::boundary();
+    let mut pieces = vec![Piece::Bytes(format!("--{b}").into_bytes())];
+    for &(from, to) in ranges {
+        pieces.push(Piece::Bytes(
+            format!(
+                "\r\nContent-Type: {}\r\nContent-Range: bytes {from}-{to}/{}\r\n\r\n",
+                att.content_type, att.length
+            )
+            .into_bytes(),
+        ));
+        pieces.push(Piece::Att {
+            digest: att.digest,
+            from,
+            to: to + 1,
+            gunzip: false,
+        });
+        pieces.push(Piece::Bytes(format!("\r\n--{b}").into_bytes()));
+    }
+    pieces.push(Piece::Bytes(b"--".to_vec()));
+    let length = pieces_len(&pieces).unwrap_or(0);
+    (pieces, length, multipart::content_type("byteranges", &b))
 }
 
 /// Writes a new revision with attachment `name` replaced (`Some`) or removed, as

@@ -55,6 +55,7 @@ pub async fn bulk_docs(state: &AppState, req: &Req, ctx: &DbCtx<'_>) -> ApiResul
     let mut updates = Vec::with_capacity(docs.len());
     // Position of each doc in the answer: Ok(index into updates) or a ready answer.
     let mut slots: Vec<Result<usize, Value>> = Vec::with_capacity(docs.len());
+    let comp = crate::att_data::Compression::from_config(state);
     for doc in docs {
         let Value::Object(obj) = doc else {
             return Err(ApiError::bad_request("Document must be a JSON object"));
@@ -99,7 +100,7 @@ pub async fn bulk_docs(state: &AppState, req: &Req, ctx: &DbCtx<'_>) -> ApiResul
             users::hash_password(state, &mut parsed);
         }
         slots.push(Ok(updates.len()));
-        updates.push(doc_json::to_update(parsed, id, new_edits)?);
+        updates.push(doc_json::to_update(parsed, id, new_edits, &comp)?);
     }
     let ids: Vec<String> = updates.iter().map(|u| u.id.clone()).collect();
     let results = state.coordinator.update_docs(ctx.db, updates, w).await?;

@@ -1,11 +1,13 @@
 //! Document endpoints: `GET|HEAD|PUT|DELETE|COPY /{db}/{docid}`, `_design/` and
 //! `_local/` documents, and the write path shared with `POST /{db}`.
 
+use crate::att_data::{pieces_len, stream_body, Piece};
 use crate::doc_json::{
     self, parse_rev, render_doc, render_local, ParsedDoc, RenderOpts, RenderRev,
 };
 use crate::error::{doc_error_code, ApiError, ApiResult};
 use crate::handlers::users;
+use crate::multipart;
 use crate::request::Req;
 use crate::response::{empty, head_of, json, json_bytes, with_header};
 use crate::routes::{not_allowed, DbCtx};
@@ -54,6 +56,7 @@ pub fn render_opts(req: &Req) -> ApiResult<RenderOpts> {
         attachments: req.bool_param("attachments", false)? || atts_since.is_some(),
         atts_since,
         att_encoding_info: req.bool_param("att_encoding_info", false)?,
+        follows: false,
     })
 }
 
@@ -66,9 +69,12 @@ pub async fn inline_data(
     opts: &RenderOpts,
 ) -> ApiResult<HashMap<[u8; 16], Vec<u8>>> {
     let mut data = HashMap::new();
+    if opts.follows {
+        return Ok(data);
+    }
     for a in atts.iter().filter(|a| opts.inline(a)) {
         if let Some(bytes) = state.coordinator.attachment_data(db, id, a.digest).await? {
-            data.insert(a.digest, bytes);
+            data.insert(a.digest, crate::att_data::decoded(a, bytes)?);
         }
     }
     Ok(data)
@@ -88,17 +94,7 @@ pub async fn render_rev(
         Some(b) => (&b.body, &b.attachments),
         None => (b"{}", &[]),
     };
-    let ancestry;
-    let opts = match &opts.atts_since {
-        Some(since) => {
-            ancestry = RenderOpts {
-                atts_since: Some(since_ancestor(doc, &rev.rev, since)),
-                ..opts.clone()
-            };
-            &ancestry
-        }
-        None => opts,
-    };
+    let opts = &effective_opts(doc, &rev.rev, opts);
     let data = inline_data(state, db, id, atts, opts).await?;
     render_doc(
         out,
@@ -114,6 +110,18 @@ pub async fn render_rev(
         &data,
     );
     Ok(())
+}
+
+/// `opts` for rendering `rev`: `atts_since` narrowed to the newest given revision
+/// on its own path.
+fn effective_opts(doc: &OpenedDoc, rev: &Rev, opts: &RenderOpts) -> RenderOpts {
+    match &opts.atts_since {
+        Some(since) => RenderOpts {
+            atts_since: Some(since_ancestor(doc, rev, since)),
+            ..opts.clone()
+        },
+        None => opts.clone(),
+    }
 }
 
 /// `couch_db:find_ancestor_rev_pos`: of the `atts_since` revisions, the newest one
@@ -184,7 +192,7 @@ fn open_revs_param(req: &Req) -> ApiResult<Option<RevSelector>> {
 async fn get(state: &AppState, req: &Req, ctx: &DbCtx<'_>, id: &str) -> ApiResult<Response> {
     let opts = render_opts(req)?;
     if let Some(sel) = open_revs_param(req)? {
-        return open_revs(state, ctx, id, sel, &without_meta(&opts)).await;
+        return open_revs(state, req, ctx, id, sel, &without_meta(&opts)).await;
     }
     let wanted = match req.param("rev") {
         Some(r) => Some(parse_rev(r)?),
@@ -228,10 +236,18 @@ async fn get(state: &AppState, req: &Req, ctx: &DbCtx<'_>, id: &str) -> ApiResul
             return Ok(with_header(empty(StatusCode::NOT_MODIFIED), "etag", etag));
         }
     }
-    let mut out = Vec::with_capacity(256);
-    render_rev(state, ctx.db, id, &doc, &rev, &opts, &mut out).await?;
-    out.push(b'\n');
-    let resp = json_bytes(StatusCode::OK, out);
+    let resp = if opts.attachments && multipart::accepts(req, "multipart/related") {
+        let boundary = multipart::boundary();
+        let mut pieces = Vec::new();
+        let ct =
+            multipart_rev(state, ctx.db, id, &doc, &rev, &opts, &boundary, &mut pieces).await?;
+        multipart_response(state, ctx.db, id, pieces, &ct)
+    } else {
+        let mut out = Vec::with_capacity(256);
+        render_rev(state, ctx.db, id, &doc, &rev, &opts, &mut out).await?;
+        out.push(b'\n');
+        json_bytes(StatusCode::OK, out)
+    };
     Ok(match &etag {
         Some(etag) => with_header(resp, "etag", etag),
         None => resp,
@@ -243,6 +259,7 @@ async fn get(state: &AppState, req: &Req, ctx: &DbCtx<'_>, id: &str) -> ApiResul
 /// generation then rev id).
 async fn open_revs(
     state: &AppState,
+    req: &Req,
     ctx: &DbCtx<'_>,
     id: &str,
     sel: RevSelector,
@@ -253,39 +270,133 @@ async fn open_revs(
         _ => Vec::new(),
     };
     let all = matches!(sel, RevSelector::AllLeaves);
-    // (missing?, rev, rendered item)
-    let mut items: Vec<(bool, Rev, Vec<u8>)> = Vec::new();
-    let missing =
-        |rev: &Rev| serde_json::to_vec(&json!({"missing": rev.to_string()})).unwrap_or_default();
-    match state.coordinator.open_doc(ctx.db, id, sel).await? {
+    // (missing?, rev, index of the opened revision)
+    let mut items: Vec<(bool, Rev, Option<usize>)> = Vec::new();
+    let opened = state.coordinator.open_doc(ctx.db, id, sel).await?;
+    match &opened {
         None if all => return Err(ApiError::not_found("missing")),
-        None => items.extend(requested.iter().map(|r| (true, r.clone(), missing(r)))),
+        None => items.extend(requested.iter().map(|r| (true, r.clone(), None))),
         Some(doc) => {
-            for r in &doc.revs {
+            for (i, r) in doc.revs.iter().enumerate() {
                 match r {
                     Ok(rev) if rev.body.is_some() || rev.deleted => {
-                        let mut out = b"{\"ok\":".to_vec();
-                        render_rev(state, ctx.db, id, &doc, rev, opts, &mut out).await?;
-                        out.push(b'}');
-                        items.push((false, rev.rev.clone(), out));
+                        items.push((false, rev.rev.clone(), Some(i)))
                     }
-                    Ok(rev) => items.push((true, rev.rev.clone(), missing(&rev.rev))),
-                    Err(rev) => items.push((true, rev.clone(), missing(rev))),
+                    Ok(rev) => items.push((true, rev.rev.clone(), None)),
+                    Err(rev) => items.push((true, rev.clone(), None)),
                 }
             }
         }
     }
     items.sort_by(|a, b| (a.0, a.1.pos, &a.1.id).cmp(&(b.0, b.1.pos, &b.1.id)));
     items.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
+    let found = |i: Option<usize>| match (&opened, i) {
+        (Some(doc), Some(i)) => match doc.revs.get(i) {
+            Some(Ok(rev)) => Some((doc, rev)),
+            _ => None,
+        },
+        _ => None,
+    };
+    let missing = |rev: &Rev| json!({"missing": rev.to_string()}).to_string().into_bytes();
+    if multipart::accepts(req, "multipart/mixed") {
+        let outer = multipart::boundary();
+        let inner = multipart::boundary();
+        let mut pieces = vec![Piece::Bytes(format!("--{outer}").into_bytes())];
+        for (_, rev, i) in &items {
+            match found(*i) {
+                Some((doc, opened)) => {
+                    let mut parts = Vec::new();
+                    let ct =
+                        multipart_rev(state, ctx.db, id, doc, opened, opts, &inner, &mut parts)
+                            .await?;
+                    pieces.push(Piece::Bytes(
+                        format!("\r\nContent-Type: {ct}\r\n\r\n").into_bytes(),
+                    ));
+                    pieces.extend(parts);
+                }
+                None => {
+                    let mut part =
+                        b"\r\nContent-Type: application/json; error=\"true\"\r\n\r\n".to_vec();
+                    part.extend(missing(rev));
+                    pieces.push(Piece::Bytes(part));
+                }
+            }
+            pieces.push(Piece::Bytes(format!("\r\n--{outer}").into_bytes()));
+        }
+        pieces.push(Piece::Bytes(b"--".to_vec()));
+        return Ok(multipart_response(
+            state,
+            ctx.db,
+            id,
+            pieces,
+            &multipart::content_type("mixed", &outer),
+        ));
+    }
     let mut out = b"[".to_vec();
-    for (i, (_, _, item)) in items.iter().enumerate() {
-        if i > 0 {
+    for (n, (_, rev, i)) in items.iter().enumerate() {
+        if n > 0 {
             out.push(b',');
         }
-        out.extend_from_slice(item);
+        match found(*i) {
+            Some((doc, opened)) => {
+                out.extend_from_slice(b"{\"ok\":");
+                render_rev(state, ctx.db, id, doc, opened, opts, &mut out).await?;
+                out.push(b'}');
+            }
+            None => out.extend(missing(rev)),
+        }
     }
     out.extend_from_slice(b"]\n");
     Ok(json_bytes(StatusCode::OK, out))
+}
+
+/// A 200 streaming `pieces` with this content type (and its length when known).
+fn multipart_response(
+    state: &AppState,
+    db: &str,
+    id: &str,
+    pieces: Vec<Piece>,
+    content_type: &str,
+) -> Response {
+    let length = pieces_len(&pieces);
+    let resp = Response::new(stream_body(state, db, id, pieces));
+    let resp = with_header(resp, "content-type", content_type);
+    match length {
+        Some(n) => with_header(resp, "content-length", &n.to_string()),
+        None => resp,
+    }
+}
+
+/// One revision as CouchDB's multipart document (`couch_doc:doc_to_multi_part_stream`
+/// with `attachments, follows, att_encoding_info`): adds its parts to `out` and
+/// returns their content type.
+#[allow(clippy::too_many_arguments)]
+pub async fn multipart_rev(
+    state: &AppState,
+    db: &str,
+    id: &str,
+    doc: &OpenedDoc,
+    rev: &chaise_cluster::OpenedRev,
+    opts: &RenderOpts,
+    boundary: &str,
+    out: &mut Vec<Piece>,
+) -> ApiResult<String> {
+    let opts = RenderOpts {
+        attachments: true,
+        follows: true,
+        att_encoding_info: true,
+        ..opts.clone()
+    };
+    let mut json = Vec::with_capacity(256);
+    render_rev(state, db, id, doc, rev, &opts, &mut json).await?;
+    let effective = effective_opts(doc, &rev.rev, &opts);
+    let follows: Vec<&chaise_storage::AttachmentInfo> = rev
+        .body
+        .iter()
+        .flat_map(|b| b.attachments.iter())
+        .filter(|a| effective.inline(a))
+        .collect();
+    Ok(multipart::doc_parts(boundary, json, &follows, true, out))
 }
 
 /// Whether `If-None-Match` names this ETag (`chttpd:etag_match`: a list split at
@@ -327,6 +438,11 @@ fn w_param(req: &Req) -> ApiResult<Option<usize>> {
 }
 
 async fn put(state: &AppState, req: &Req, ctx: &DbCtx<'_>, id: &str) -> ApiResult<Response> {
+    let content_type = req.header("content-type").unwrap_or("");
+    if multipart::media_type(content_type) == "multipart/related" {
+        let boundary = multipart::boundary_of(content_type)?;
+        return put_multipart(state, req, ctx, id, boundary).await;
+    }
     let mut parsed = doc_json::parse_doc(doc_object(req)?)?;
     doc_json::validate_attachment_names(&parsed)?;
     let new_edits = req.bool_param("new_edits", true)?;
@@ -334,6 +450,70 @@ async fn put(state: &AppState, req: &Req, ctx: &DbCtx<'_>, id: &str) -> ApiResul
         parsed.rev = agreed_rev(req, parsed.rev.take())?;
     }
     save(state, req, ctx, parsed, id.to_string(), new_edits).await
+}
+
+/// `PUT` of a `multipart/related` body, as CouchDB's replicator and PouchDB send
+/// documents with attachments: the JSON document first, then one part per
+/// attachment marked `"follows": true`, in the order of `_attachments`. Each part
+/// is streamed into the shard copies as it arrives.
+async fn put_multipart(
+    state: &AppState,
+    req: &Req,
+    ctx: &DbCtx<'_>,
+    id: &str,
+    boundary: String,
+) -> ApiResult<Response> {
+    let mut parts = multer::Multipart::new(req.take_stream(), boundary);
+    let doc_part = parts
+        .next_field()
+        .await
+        .map_err(multipart::parse_error)?
+        .ok_or_else(|| ApiError::bad_request("multipart body without a document part"))?;
+    let json = doc_part.bytes().await.map_err(multipart::parse_error)?;
+    let obj = match crate::request::parse_json(&json)? {
+        Value::Object(m) => m,
+        _ => return Err(ApiError::bad_request("Document must be a JSON object")),
+    };
+    let mut parsed = doc_json::parse_doc(obj)?;
+    doc_json::validate_attachment_names(&parsed)?;
+    let comp = crate::att_data::Compression::from_config(state);
+    let max = state.config_u64("couchdb", "max_attachment_size", 1_073_741_824);
+    // Uploads are dropped once the write is done (a no-op for those it used).
+    let mut guards = Vec::new();
+    for f in std::mem::take(&mut parsed.follows) {
+        let field = parts
+            .next_field()
+            .await
+            .map_err(multipart::parse_error)?
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("Attachment `{}` is missing its data part", f.name))
+            })?;
+        let incoming = crate::att_data::Incoming {
+            db: ctx.db,
+            doc_id: id,
+            name: f.name,
+            content_type: f.content_type,
+            encoded: f.encoding.map(|e| (e, f.length.unwrap_or(0))),
+            max,
+        };
+        let (mut att, guard) = crate::att_data::receive(state, &comp, incoming, field).await?;
+        if let (NewAttachment::Staged { info, .. }, Some(revpos)) = (&mut att, f.revpos) {
+            info.revpos = revpos;
+        }
+        let slot = parsed
+            .attachments
+            .get_mut(f.index)
+            .ok_or_else(|| ApiError::internal("attachment slot lost"))?;
+        *slot = att;
+        guards.extend(guard);
+    }
+    let new_edits = req.bool_param("new_edits", true)?;
+    if new_edits {
+        parsed.rev = agreed_rev(req, parsed.rev.take())?;
+    }
+    let resp = save(state, req, ctx, parsed, id.to_string(), new_edits).await;
+    drop(guards);
+    resp
 }
 
 /// The request body as a document object (`couch_doc:from_json_obj`'s error
@@ -428,6 +608,8 @@ async fn copy(state: &AppState, req: &Req, ctx: &DbCtx<'_>, id: &str) -> ApiResu
             name: a.name.clone(),
             content_type: a.content_type.clone(),
             data,
+            encoding: a.encoding.clone(),
+            length: a.length,
         });
     }
     let parsed = ParsedDoc {
@@ -539,7 +721,8 @@ pub async fn write(
     }
     let deleted = parsed.deleted;
     let batch = req.param("batch") == Some("ok");
-    let update = doc_json::to_update(parsed, id.clone(), new_edits)?;
+    let comp = crate::att_data::Compression::from_config(state);
+    let update = doc_json::to_update(parsed, id.clone(), new_edits, &comp)?;
     let w = w_param(req)?;
     let result = state
         .coordinator

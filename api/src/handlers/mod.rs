@@ -6,6 +6,7 @@ pub mod bulk;
 pub mod changes;
 pub mod cluster_setup;
 pub mod database;
+pub mod db_updates;
 pub mod document;
 pub mod node;
 pub mod server;

@@ -59,6 +59,7 @@ pub async fn handle(state: &AppState, req: &Req, node: &str, rest: &[&str]) -> A
             Ok(json(StatusCode::OK, &json!(state.config.section(section))))
         }
         ["_config", section, key] => config_key(state, req, section, key),
+        ["_stats", path @ ..] => crate::handlers::changes::stats(req, path),
         ["_versions"] => {
             get(req, "GET")?;
             Ok(json(

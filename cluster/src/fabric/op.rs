@@ -5,7 +5,7 @@ use crate::coordinator::{AllDocsRow, OpenedDoc, OpenedRev, RevSelector, RevsDiff
 use crate::ClusterError;
 use chaise_storage::{
     AllDocsRange, ChangeRow, DocError, DocInfo, DocUpdate, LocalDoc, PurgeInfo, Rev, RevBody,
-    Shard, ShardInfo, ShardReader, UpdateResult,
+    Shard, ShardInfo, ShardReader, StagedBlob, UpdateResult,
 };
 use serde::{Deserialize, Serialize};
 
@@ -84,6 +84,29 @@ pub enum ShardOp {
     Info,
     /// Attachment bytes by digest.
     AttachmentData([u8; 16]),
+    /// Part of an attachment's stored bytes.
+    AttachmentRange {
+        /// Digest.
+        digest: [u8; 16],
+        /// First byte.
+        offset: u64,
+        /// Most bytes.
+        len: u64,
+    },
+    /// Start a streamed attachment upload with this id.
+    StageBegin([u8; 16]),
+    /// Append bytes to an upload.
+    StageAppend {
+        /// Upload id.
+        upload: [u8; 16],
+        /// The bytes.
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    /// Finish an upload: its digest and length.
+    StageFinish([u8; 16]),
+    /// Drop an upload no write used.
+    StageAbort([u8; 16]),
 }
 
 /// One row of a shard's changes, with what the coordinator needs to render it.
@@ -142,6 +165,8 @@ pub enum ShardReply {
     Info(ShardInfo),
     /// Done.
     Unit,
+    /// A finished upload.
+    Staged(StagedBlob),
 }
 
 /// Keys of shard-wide settings a caller may set.
@@ -170,6 +195,19 @@ pub async fn execute(shard: &Shard, op: ShardOp) -> Result<ShardReply, ClusterEr
         }
         ShardOp::Compact => {
             shard.compact().await?;
+            ShardReply::Unit
+        }
+        ShardOp::StageBegin(upload) => {
+            shard.stage_begin(upload)?;
+            ShardReply::Unit
+        }
+        ShardOp::StageAppend { upload, data } => {
+            shard.stage_append(upload, &data).await?;
+            ShardReply::Unit
+        }
+        ShardOp::StageFinish(upload) => ShardReply::Staged(shard.stage_finish(upload).await?),
+        ShardOp::StageAbort(upload) => {
+            shard.stage_abort(upload).await?;
             ShardReply::Unit
         }
         read => read_op(&shard.reader()?, read)?,
@@ -241,11 +279,20 @@ fn read_op(reader: &ShardReader, op: ShardOp) -> Result<ShardReply, ClusterError
         ShardOp::GetMeta(key) => ShardReply::Bytes(reader.meta(&key)?),
         ShardOp::Info => ShardReply::Info(reader.info()?),
         ShardOp::AttachmentData(digest) => ShardReply::Bytes(reader.attachment(&digest)?),
+        ShardOp::AttachmentRange {
+            digest,
+            offset,
+            len,
+        } => ShardReply::Bytes(reader.attachment_range(&digest, offset, len)?),
         ShardOp::UpdateDocs(_)
         | ShardOp::Purge(_)
         | ShardOp::WriteLocal { .. }
         | ShardOp::SetMeta { .. }
-        | ShardOp::Compact => {
+        | ShardOp::Compact
+        | ShardOp::StageBegin(_)
+        | ShardOp::StageAppend { .. }
+        | ShardOp::StageFinish(_)
+        | ShardOp::StageAbort(_) => {
             return Err(ClusterError::Internal("write sent to the read path".into()))
         }
     })
