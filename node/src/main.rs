@@ -14,8 +14,24 @@ use clap::Parser;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc's `mi_option_purge_delay` (position in its `mi_option_t` enum, between
+/// `eager_commit_delay` = 14 and `use_numa_nodes` = 16, which the bindings name).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Freed memory goes back to the OS after a second unused instead of 10 ms: under
+/// a steady write load the same pages are reused rather than unmapped and faulted
+/// in (and zeroed) again, while an idle node still shrinks.
+/// `MIMALLOC_PURGE_DELAY` in the environment still wins.
+fn tune_allocator() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: sets a plain integer option; mimalloc reads it when it purges.
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 1000) };
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    tune_allocator();
     let cli = settings::Cli::parse();
     let settings = settings::Settings::resolve(&cli)?;
     init_logging(&settings.log_level);
