@@ -382,19 +382,7 @@ pub fn render_doc(
     opts: &RenderOpts,
     data: &HashMap<[u8; 16], Vec<u8>>,
 ) {
-    out.extend_from_slice(b"{\"_id\":");
-    push_str(out, r.id);
-    out.extend_from_slice(b",\"_rev\":");
-    push_str(out, &r.rev.to_string());
-    let inner = r
-        .body
-        .strip_prefix(b"{")
-        .and_then(|b| b.strip_suffix(b"}"))
-        .unwrap_or(b"");
-    if !inner.is_empty() {
-        out.push(b',');
-        out.extend_from_slice(inner);
-    }
+    open_doc(out, r.id, &r.rev.to_string(), r.body);
     // `couch_doc:to_json_body`: the flag follows the body's fields.
     if r.deleted {
         out.extend_from_slice(b",\"_deleted\":true");
@@ -513,10 +501,17 @@ pub fn attachment_json(a: &AttachmentInfo, opts: &RenderOpts, data: Option<&Vec<
 
 /// Renders a `_local` document.
 pub fn render_local(out: &mut Vec<u8>, id: &str, rev: u64, body: &[u8]) {
+    open_doc(out, id, &format!("0-{rev}"), body);
+    out.push(b'}');
+}
+
+/// Writes `{"_id":…,"_rev":…` followed by the stored body's own fields, leaving
+/// the object open for the members that come after them.
+fn open_doc(out: &mut Vec<u8>, id: &str, rev: &str, body: &[u8]) {
     out.extend_from_slice(b"{\"_id\":");
     push_str(out, id);
     out.extend_from_slice(b",\"_rev\":");
-    push_str(out, &format!("0-{rev}"));
+    push_str(out, rev);
     let inner = body
         .strip_prefix(b"{")
         .and_then(|b| b.strip_suffix(b"}"))
@@ -525,5 +520,4 @@ pub fn render_local(out: &mut Vec<u8>, id: &str, rev: u64, body: &[u8]) {
         out.push(b',');
         out.extend_from_slice(inner);
     }
-    out.push(b'}');
 }

@@ -209,10 +209,7 @@ pub async fn run_suite(
             let mut rows = Vec::new();
             for &workload in &readers {
                 let ran = suite.run(workload, &db).await;
-                for row in &ran {
-                    println!("{}", row.progress_line(server));
-                }
-                rows.extend(ran);
+                suite.emit(ran, &mut rows);
             }
             suite.drop_db(&db, &mut rows).await;
             results.extend(rows);

@@ -1,22 +1,9 @@
 //! `_all_docs`, `_design_docs`, `_local_docs` and their `/queries` forms, checked
 //! against CouchDB 3.x (`chttpd_db`, `couch_mrview_http`, `fabric_view_all_docs`).
 
+use chaise_integration_tests::helpers::{create_q, hex_rev, put_doc, strs, urlencode};
 use chaise_integration_tests::{call, Node};
 use serde_json::{json, Value};
-
-/// Creates a database with `q` ranges.
-fn create_q(node: &Node, name: &str, q: u32) -> String {
-    let (s, b) = node.json("PUT", &format!("/{name}?q={q}"), None);
-    assert_eq!(s, 201, "create {name}: {b}");
-    name.to_string()
-}
-
-/// PUTs a document and returns its new rev.
-fn put_doc(node: &Node, db: &str, id: &str, body: Value) -> String {
-    let (s, b) = node.put(&format!("/{db}/{id}"), body);
-    assert_eq!(s, 201, "put {id}: {b}");
-    b["rev"].as_str().expect("rev").to_string()
-}
 
 /// Writes many docs through `_bulk_docs`; returns the revs in order.
 fn bulk(node: &Node, db: &str, docs: Vec<Value>) -> Vec<String> {
@@ -51,15 +38,6 @@ fn ten_docs(node: &Node, name: &str) -> (String, Vec<String>) {
         .collect();
     let revs = bulk(node, &db, docs);
     (db, revs)
-}
-
-fn strs(v: &[&str]) -> Vec<String> {
-    v.iter().map(|s| s.to_string()).collect()
-}
-
-/// A 32-hex revision id built from one character.
-fn hex_rev(pos: u32, c: char) -> String {
-    format!("{pos}-{}", c.to_string().repeat(32))
 }
 
 #[test]
@@ -617,19 +595,6 @@ fn byte_order_across_shards() {
     ));
     assert_eq!(b["offset"], 77);
     assert_eq!(ids(&b), sorted[77..80].to_vec());
-}
-
-/// Percent-encodes a query value.
-fn urlencode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 #[test]

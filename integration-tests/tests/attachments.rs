@@ -6,58 +6,9 @@
 //! (`text/*`, JSON...) before hashing, so exact digests are only asserted for
 //! types it stores as is (`application/octet-stream`, `image/png`).
 
-use chaise_integration_tests::Node;
-use reqwest::blocking::RequestBuilder;
+use chaise_integration_tests::helpers::{assert_exact, keys, rev_of};
+use chaise_integration_tests::{raw, Node, Raw};
 use serde_json::{json, Value};
-
-struct Resp {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Resp {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
-    }
-
-    fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    }
-}
-
-fn send(r: RequestBuilder) -> Resp {
-    let resp = r.send().expect("request");
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let body = resp.bytes().map(|b| b.to_vec()).unwrap_or_default();
-    Resp {
-        status,
-        headers,
-        body,
-    }
-}
-
-#[track_caller]
-fn assert_exact(actual: &Value, expected: &Value) {
-    assert_eq!(
-        serde_json::to_string(actual).unwrap(),
-        serde_json::to_string(expected).unwrap()
-    );
-}
-
-fn keys(v: &Value) -> Vec<String> {
-    v.as_object()
-        .map(|m| m.keys().cloned().collect())
-        .unwrap_or_default()
-}
-
-fn rev_of(b: &Value) -> String {
-    b["rev"].as_str().expect("rev in answer").to_string()
-}
 
 fn generation(rev: &str) -> u64 {
     rev.split_once('-').unwrap().0.parse().unwrap()
@@ -66,17 +17,17 @@ fn generation(rev: &str) -> u64 {
 /// GET with `Accept: application/json` (CouchDB would answer multipart/related
 /// to `*/*` when attachment data is inlined).
 fn get_json(node: &Node, path: &str) -> (u16, Value) {
-    let r = send(node.req("GET", path).header("accept", "application/json"));
+    let r = raw(node.req("GET", path).header("accept", "application/json"));
     (r.status, r.json())
 }
 
 /// PUT raw bytes to an attachment URL.
-fn put_att(node: &Node, path: &str, content_type: Option<&str>, data: &[u8]) -> Resp {
+fn put_att(node: &Node, path: &str, content_type: Option<&str>, data: &[u8]) -> Raw {
     let mut r = node.req("PUT", path).body(data.to_vec());
     if let Some(ct) = content_type {
         r = r.header("content-type", ct);
     }
-    send(r)
+    raw(r)
 }
 
 fn missing_att() -> Value {
@@ -125,7 +76,7 @@ fn inline_attachment_becomes_a_stub() {
     );
 
     // The raw bytes.
-    let r = send(node.req("GET", &format!("/{db}/doc/a.bin")));
+    let r = raw(node.req("GET", &format!("/{db}/doc/a.bin")));
     assert_eq!(r.status, 200);
     assert_eq!(r.body, BIN);
     assert_eq!(
@@ -134,7 +85,7 @@ fn inline_attachment_becomes_a_stub() {
     );
     assert_eq!(r.header("etag"), Some(format!("\"{BIN_MD5}\"")));
     // HEAD: the same headers, no body.
-    let r = send(node.req("HEAD", &format!("/{db}/doc/a.bin")));
+    let r = raw(node.req("HEAD", &format!("/{db}/doc/a.bin")));
     assert_eq!(r.status, 200);
     assert_eq!(r.header("etag"), Some(format!("\"{BIN_MD5}\"")));
     assert!(r.body.is_empty());
@@ -190,7 +141,7 @@ fn stubs_keep_attachments_and_bad_stubs_are_412() {
     );
     assert_eq!(s, 201, "{b}");
     let r3 = rev_of(&b);
-    let r = send(node.req("GET", &format!("/{db}/doc/a.bin")));
+    let r = raw(node.req("GET", &format!("/{db}/doc/a.bin")));
     assert_eq!(r.body, BIN);
 
     // A stub the parent revision does not have.
@@ -334,16 +285,15 @@ fn standalone_put_and_get() {
     assert_eq!(stub["length"], HELLO.len());
     assert!(stub["digest"].as_str().unwrap().starts_with("md5-"));
 
-    let r = send(node.req("GET", &format!("/{db}/newdoc/hello.txt")));
+    let r = raw(node.req("GET", &format!("/{db}/newdoc/hello.txt")));
     assert_eq!(r.status, 200);
     assert_eq!(r.body, HELLO);
     assert_eq!(r.header("content-type").as_deref(), Some("text/plain"));
     let etag = r.header("etag").expect("attachment etag");
     // If-None-Match with that ETag: 304, empty body.
-    let r = send(
-        node.req("GET", &format!("/{db}/newdoc/hello.txt"))
-            .header("if-none-match", &etag),
-    );
+    let r = raw(node
+        .req("GET", &format!("/{db}/newdoc/hello.txt"))
+        .header("if-none-match", &etag));
     assert_eq!(r.status, 304);
     assert!(r.body.is_empty());
     assert_eq!(r.header("etag"), Some(etag.clone()));
@@ -351,7 +301,7 @@ fn standalone_put_and_get() {
     // No content type: application/octet-stream; the exact digest is the ETag.
     let r = put_att(&node, &format!("/{db}/raw/data"), None, HELLO);
     assert_eq!(r.status, 201);
-    let r = send(node.req("GET", &format!("/{db}/raw/data")));
+    let r = raw(node.req("GET", &format!("/{db}/raw/data")));
     assert_eq!(
         r.header("content-type").as_deref(),
         Some("application/octet-stream")
@@ -392,18 +342,17 @@ fn standalone_put_and_get() {
     assert_eq!(doc["_attachments"]["two.bin"]["revpos"], 2);
 
     // If-Match instead of ?rev=; replacing an attachment moves its revpos.
-    let r = send(
-        node.req("PUT", &format!("/{db}/newdoc/hello.txt"))
-            .header("if-match", format!("\"{r2}\""))
-            .header("content-type", "text/plain")
-            .body("changed"),
-    );
+    let r = raw(node
+        .req("PUT", &format!("/{db}/newdoc/hello.txt"))
+        .header("if-match", format!("\"{r2}\""))
+        .header("content-type", "text/plain")
+        .body("changed"));
     assert_eq!(r.status, 201);
     let r3 = rev_of(&r.json());
     let (_, doc) = node.get(&format!("/{db}/newdoc"));
     assert_eq!(doc["_attachments"]["hello.txt"]["revpos"], 3);
     assert_eq!(doc["_attachments"]["hello.txt"]["length"], 7);
-    let r = send(node.req("GET", &format!("/{db}/newdoc/hello.txt")));
+    let r = raw(node.req("GET", &format!("/{db}/newdoc/hello.txt")));
     assert_eq!(r.body, b"changed");
     assert_ne!(r.header("etag"), Some(etag));
 
@@ -433,11 +382,10 @@ fn standalone_put_and_get() {
         json!({"error": "not_found", "reason": "missing_rev"})
     );
     // ?rev= and If-Match must agree.
-    let r = send(
-        node.req("PUT", &format!("/{db}/newdoc/x.bin?rev={r3}"))
-            .header("if-match", format!("\"{r1}\""))
-            .body("x"),
-    );
+    let r = raw(node
+        .req("PUT", &format!("/{db}/newdoc/x.bin?rev={r3}"))
+        .header("if-match", format!("\"{r1}\""))
+        .body("x"));
     assert_eq!(r.status, 400);
     assert_eq!(
         r.json(),
@@ -488,7 +436,7 @@ fn attachment_on_a_deleted_document_recreates_it() {
     let (_, doc) = node.get(&format!("/{db}/d"));
     // (Its revpos is not checked: CouchDB's recreation path leaves it at 1.)
     assert_eq!(doc["_attachments"]["a.bin"]["length"], BIN.len());
-    let r = send(node.req("GET", &format!("/{db}/d/a.bin")));
+    let r = raw(node.req("GET", &format!("/{db}/d/a.bin")));
     assert_eq!(r.body, BIN);
 }
 
@@ -514,10 +462,10 @@ fn attachment_names_with_slashes() {
     let (_, doc) = node.get(&format!("/{db}/doc"));
     assert_eq!(keys(&doc["_attachments"]), ["dir/sub/file.bin"]);
     // Slash or %2F: the same attachment.
-    let r = send(node.req("GET", &format!("/{db}/doc/dir/sub/file.bin")));
+    let r = raw(node.req("GET", &format!("/{db}/doc/dir/sub/file.bin")));
     assert_eq!(r.status, 200);
     assert_eq!(r.body, BIN);
-    let r = send(node.req("GET", &format!("/{db}/doc/dir%2Fsub%2Ffile.bin")));
+    let r = raw(node.req("GET", &format!("/{db}/doc/dir%2Fsub%2Ffile.bin")));
     assert_eq!(r.status, 200);
     assert_eq!(r.body, BIN);
     // A prefix of the path is not an attachment.
@@ -531,7 +479,7 @@ fn attachment_names_with_slashes() {
             "a/b": {"content_type": "image/png", "data": TWO_B64}}}),
     );
     assert_eq!(s, 201, "{b}");
-    let r = send(node.req("GET", &format!("/{db}/doc/a/b")));
+    let r = raw(node.req("GET", &format!("/{db}/doc/a/b")));
     assert_eq!(r.status, 200);
     assert_eq!(r.body, TWO);
     assert_eq!(r.header("content-type").as_deref(), Some("image/png"));
@@ -574,7 +522,7 @@ fn delete_attachment() {
     let (s, b) = node.delete(&format!("/{db}/doc/nope.bin?rev={r1}"));
     assert_eq!((s, b), (404, missing_att()));
 
-    let r = send(node.req("DELETE", &format!("/{db}/doc/a.bin?rev={r1}")));
+    let r = raw(node.req("DELETE", &format!("/{db}/doc/a.bin?rev={r1}")));
     assert_eq!(r.status, 200);
     let b = r.json();
     let r2 = rev_of(&b);
@@ -592,10 +540,9 @@ fn delete_attachment() {
     let (s, _) = node.delete(&format!("/{db}/doc/b.bin?rev={r1}"));
     assert_eq!(s, 409);
     // If-Match works for DELETE too.
-    let r = send(
-        node.req("DELETE", &format!("/{db}/doc/b.bin"))
-            .header("if-match", format!("\"{r2}\"")),
-    );
+    let r = raw(node
+        .req("DELETE", &format!("/{db}/doc/b.bin"))
+        .header("if-match", format!("\"{r2}\"")));
     assert_eq!(r.status, 200);
     let (_, doc) = node.get(&format!("/{db}/doc"));
     assert_eq!(keys(&doc), ["_id", "_rev", "keep"]);
@@ -613,7 +560,7 @@ fn missing_attachments_and_documents() {
     node.put(&format!("/{db}/doc"), json!({"v": 1}));
     let (s, b) = node.get(&format!("/{db}/doc/a.bin"));
     assert_eq!((s, b), (404, missing_att()));
-    let r = send(node.req("HEAD", &format!("/{db}/doc/a.bin")));
+    let r = raw(node.req("HEAD", &format!("/{db}/doc/a.bin")));
     assert_eq!(r.status, 404);
     assert!(r.body.is_empty());
     // A malformed ?rev=.
@@ -649,10 +596,10 @@ fn attachment_of_a_given_rev() {
         assert_eq!(s, 201, "{b}");
     }
     // The winner (1-bbb) by default, the other leaf by ?rev=.
-    let r = send(node.req("GET", &format!("/{db}/doc/f.bin")));
+    let r = raw(node.req("GET", &format!("/{db}/doc/f.bin")));
     assert_eq!(r.body, TWO);
     assert_eq!(r.header("etag"), Some(format!("\"{TWO_MD5}\"")));
-    let r = send(node.req("GET", &format!("/{db}/doc/f.bin?rev=1-aaa")));
+    let r = raw(node.req("GET", &format!("/{db}/doc/f.bin?rev=1-aaa")));
     assert_eq!(r.status, 200);
     assert_eq!(r.body, BIN);
     assert_eq!(r.header("etag"), Some(format!("\"{BIN_MD5}\"")));
@@ -669,7 +616,7 @@ fn attachment_of_a_given_rev() {
     assert_eq!(b["_rev"], r2);
     assert_eq!(b["_conflicts"], json!(["1-bbb"]));
     assert_eq!(keys(&b["_attachments"]), ["g.bin", "f.bin"]);
-    let r = send(node.req("GET", &format!("/{db}/doc/f.bin")));
+    let r = raw(node.req("GET", &format!("/{db}/doc/f.bin")));
     assert_eq!(r.body, BIN);
 }
 
@@ -686,7 +633,7 @@ fn attachment_of_an_older_rev_before_compaction() {
     let r1 = rev_of(&r.json());
     let r = put_att(&node, &format!("/{db}/doc/f.bin?rev={r1}"), None, TWO);
     assert_eq!(r.status, 201);
-    let r = send(node.req("GET", &format!("/{db}/doc/f.bin?rev={r1}")));
+    let r = raw(node.req("GET", &format!("/{db}/doc/f.bin?rev={r1}")));
     assert_eq!(r.status, 200);
     assert_eq!(r.body, BIN);
     let (_, b) = node.get(&format!("/{db}/doc?revs_info=true"));
@@ -747,7 +694,7 @@ fn design_document_attachments() {
             node.port
         ))
     );
-    let r = send(node.req("GET", &format!("/{db}/_design/app/index.bin")));
+    let r = raw(node.req("GET", &format!("/{db}/_design/app/index.bin")));
     assert_eq!(r.status, 200);
     assert_eq!(r.body, BIN);
     assert_eq!(r.header("etag"), Some(format!("\"{BIN_MD5}\"")));
@@ -766,7 +713,7 @@ fn design_document_attachments() {
     );
     assert_eq!(r.status, 201);
     let r2 = rev_of(&r.json());
-    let r = send(node.req("GET", &format!("/{db}/_design/app/static/x.bin")));
+    let r = raw(node.req("GET", &format!("/{db}/_design/app/static/x.bin")));
     assert_eq!(r.body, TWO);
     let (s, _) = node.delete(&format!("/{db}/_design/app/index.bin?rev={r2}"));
     assert_eq!(s, 200);

@@ -3,6 +3,7 @@
 //! chunked storage's garbage collection on compaction, and CouchDB's gzip
 //! compression of compressible types (`[attachments]`).
 
+use chaise_integration_tests::helpers::gunzip;
 use chaise_integration_tests::{peak_rss_kib, raw, set_config, Node};
 use md5::{Digest, Md5};
 use serde_json::Value;
@@ -211,14 +212,6 @@ fn chunked_put(node: &Node, path: &str, len: usize) -> String {
         }
     }
     String::from_utf8_lossy(&answer).into_owned()
-}
-
-fn gunzip(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    flate2::read::GzDecoder::new(data)
-        .read_to_end(&mut out)
-        .unwrap();
-    out
 }
 
 #[test]

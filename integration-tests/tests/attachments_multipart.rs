@@ -4,9 +4,9 @@
 //! and `open_revs` with `Accept: multipart/mixed` (`couch_doc:doc_to_multi_part_stream`,
 //! `chttpd_db:send_docs_multipart`), with their error cases.
 
+use chaise_integration_tests::helpers::gunzip;
 use chaise_integration_tests::{raw, Node, Raw};
 use serde_json::{json, Value};
-use std::io::Read;
 
 const BIN: &[u8] = b"\x00\x01\x02\xffbinary\r\n--not-a-boundary";
 const TEXT: &[u8] = b"hello multipart world";
@@ -63,14 +63,6 @@ fn boundary_of(content_type: &str) -> String {
         .expect("boundary")
         .trim_matches('"')
         .to_string()
-}
-
-fn gunzip(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    flate2::read::GzDecoder::new(data)
-        .read_to_end(&mut out)
-        .unwrap();
-    out
 }
 
 fn md5_b64(data: &[u8]) -> String {

@@ -4,45 +4,21 @@
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use chaise_integration_tests::{body_json, call, Node, ADMIN, PASSWORD};
+use chaise_integration_tests::helpers::{
+    call_with_headers, header, not_admin, set_config_in_memory,
+};
+use chaise_integration_tests::{call, Node, ADMIN, PASSWORD};
 use reqwest::blocking::RequestBuilder;
 use reqwest::header::HeaderMap;
 use serde_json::{json, Value};
-
-fn send(r: RequestBuilder) -> (u16, HeaderMap, Value) {
-    let resp = r.send().expect("request");
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    (status, headers, body_json(resp))
-}
-
-fn header(h: &HeaderMap, name: &str) -> Option<String> {
-    h.get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-}
 
 fn bad_credentials() -> Value {
     json!({"error": "unauthorized", "reason": "Name or password is incorrect."})
 }
 
-fn not_admin() -> Value {
-    json!({"error": "unauthorized", "reason": "You are not a server admin."})
-}
-
-fn set_config(node: &Node, section: &str, key: &str, value: &str) {
-    let (s, b) = call(
-        node.req("PUT", &format!("/_node/_local/_config/{section}/{key}"))
-            .header("content-type", "application/json")
-            .header("x-couch-persist", "false")
-            .body(serde_json::to_vec(&json!(value)).unwrap()),
-    );
-    assert_eq!(s, 200, "set {section}/{key}: {b}");
-}
-
 /// POSTs JSON credentials to `/_session`; returns status, headers, body.
 fn login(node: &Node, name: &str, password: &str) -> (u16, HeaderMap, Value) {
-    send(
+    call_with_headers(
         node.anon("POST", "/_session")
             .header("content-type", "application/json")
             .body(json!({"name": name, "password": password}).to_string()),
@@ -125,7 +101,7 @@ fn basic_auth_wrong_password_or_unknown_user_is_401() {
         ("nobody", "x", &["/", "/_session", "/_all_dbs", "/_up"][..]),
     ] {
         for &path in paths {
-            let (s, h, b) = send(node.anon("GET", path).basic_auth(user, Some(pw)));
+            let (s, h, b) = call_with_headers(node.anon("GET", path).basic_auth(user, Some(pw)));
             assert_eq!(s, 401, "{user}:{pw} {path}");
             assert_eq!(b, bad_credentials(), "{user}:{pw} {path}");
             // No browser popup unless asked for.
@@ -140,7 +116,7 @@ fn basic_auth_wrong_password_or_unknown_user_is_401() {
 #[test]
 fn www_authenticate_is_echoed_when_requested() {
     let node = Node::start();
-    let (s, h, _) = send(
+    let (s, h, _) = call_with_headers(
         node.anon("GET", "/_all_dbs")
             .header("X-CouchDB-WWW-Authenticate", "Cookie"),
     );
@@ -201,10 +177,10 @@ fn repeated_failures_lock_the_account() {
     let (s, _, b) = login(&node, "carol", "carolpw");
     assert_eq!((s, b), (403, locked.clone()));
     // `[chttpd_auth_lockout] mode = off` lifts the lock; `warn` never locks.
-    set_config(&node, "chttpd_auth_lockout", "mode", "off");
+    set_config_in_memory(&node, "chttpd_auth_lockout", "mode", "off");
     let (s, _) = call(as_user(&node, "GET", "/_session", "bob", "bobpw"));
     assert_eq!(s, 200);
-    set_config(&node, "chttpd_auth_lockout", "mode", "warn");
+    set_config_in_memory(&node, "chttpd_auth_lockout", "mode", "warn");
     let (s, _) = call(as_user(&node, "GET", "/_session", "bob", "bobpw"));
     assert_eq!(s, 200);
 }
@@ -213,7 +189,7 @@ fn repeated_failures_lock_the_account() {
 fn lockout_threshold_is_configurable() {
     let node = Node::start();
     create_user(&node, "dave", "davepw", &[]);
-    set_config(&node, "chttpd_auth_lockout", "threshold", "2");
+    set_config_in_memory(&node, "chttpd_auth_lockout", "threshold", "2");
     for _ in 0..2 {
         let (s, _) = call(as_user(&node, "GET", "/", "dave", "x"));
         assert_eq!(s, 401);
@@ -246,7 +222,7 @@ fn anonymous_public_endpoints() {
     );
     // `authentication_db` is only shown when `[chttpd_auth] authentication_db`
     // is set (CouchDB 3's default.ini leaves it commented out).
-    set_config(&node, "chttpd_auth", "authentication_db", "_users");
+    set_config_in_memory(&node, "chttpd_auth", "authentication_db", "_users");
     let (_, b) = call(node.anon("GET", "/_session"));
     assert_eq!(
         b["info"],
@@ -307,8 +283,8 @@ fn anonymous_on_admin_only_db() {
 #[test]
 fn require_valid_user() {
     let node = Node::start();
-    set_config(&node, "chttpd", "require_valid_user", "true");
-    let (s, h, b) = send(node.anon("GET", "/"));
+    set_config_in_memory(&node, "chttpd", "require_valid_user", "true");
+    let (s, h, b) = call_with_headers(node.anon("GET", "/"));
     assert_eq!(s, 401);
     assert_eq!(
         b,
@@ -331,8 +307,8 @@ fn require_valid_user() {
     let (s, _) = node.get("/");
     assert_eq!(s, 200);
     // ..._except_for_up lets load balancers in.
-    set_config(&node, "chttpd", "require_valid_user", "false");
-    set_config(&node, "chttpd", "require_valid_user_except_for_up", "true");
+    set_config_in_memory(&node, "chttpd", "require_valid_user", "false");
+    set_config_in_memory(&node, "chttpd", "require_valid_user_except_for_up", "true");
     let (s, b) = call(node.anon("GET", "/_up"));
     assert_eq!(s, 200, "{b}");
     let (s, b) = call(node.anon("GET", "/"));
@@ -389,7 +365,7 @@ fn session_login_json_sets_cookie() {
 #[test]
 fn session_login_form_encoded() {
     let node = Node::start();
-    let (s, h, b) = send(
+    let (s, h, b) = call_with_headers(
         node.anon("POST", "/_session")
             .header("content-type", "application/x-www-form-urlencoded")
             .body(format!("name={ADMIN}&password={PASSWORD}")),
@@ -401,7 +377,7 @@ fn session_login_form_encoded() {
     assert_eq!(s, 200);
     assert_eq!(b["userCtx"]["name"], ADMIN);
     // `username` is accepted instead of `name`.
-    let (s, _, b) = send(
+    let (s, _, b) = call_with_headers(
         node.anon("POST", "/_session")
             .header("content-type", "application/json")
             .body(json!({"username": ADMIN, "password": PASSWORD}).to_string()),
@@ -512,14 +488,14 @@ fn session_login_wrong_credentials() {
         assert!(c.contains("Path=/"), "{c}");
     }
     // No password at all: still a 401.
-    let (s, _, b) = send(
+    let (s, _, b) = call_with_headers(
         node.anon("POST", "/_session")
             .header("content-type", "application/json")
             .body(json!({"name": ADMIN}).to_string()),
     );
     assert_eq!((s, b), (401, bad_credentials()));
     // ?fail= redirects on failure.
-    let (s, h, _) = send(
+    let (s, h, _) = call_with_headers(
         no_redirect(&node, "POST", "/_session?fail=/failed")
             .header("content-type", "application/json")
             .body(json!({"name": ADMIN, "password": "nope"}).to_string()),
@@ -534,7 +510,7 @@ fn session_login_wrong_credentials() {
 #[test]
 fn session_login_bad_requests() {
     let node = Node::start();
-    let (s, _, b) = send(
+    let (s, _, b) = call_with_headers(
         node.anon("POST", "/_session")
             .header("content-type", "application/json")
             .body(json!({"password": "x"}).to_string()),
@@ -544,7 +520,7 @@ fn session_login_bad_requests() {
         b,
         json!({"error": "bad_request", "reason": "request body must contain a username"})
     );
-    let (s, _, b) = send(
+    let (s, _, b) = call_with_headers(
         node.anon("POST", "/_session")
             .header("content-type", "application/json")
             .body(json!({"name": "a", "username": "b", "password": "x"}).to_string()),
@@ -554,7 +530,7 @@ fn session_login_bad_requests() {
         b,
         json!({"error": "bad_request", "reason": "request body contains different usernames"})
     );
-    let (s, _, b) = send(
+    let (s, _, b) = call_with_headers(
         node.anon("POST", "/_session")
             .header("content-type", "text/plain")
             .body("name=admin&password=s3cret"),
@@ -564,14 +540,14 @@ fn session_login_bad_requests() {
         b,
         json!({"error": "bad_content_type", "reason": "Content-Type must be 'application/x-www-form-urlencoded' or 'application/json'"})
     );
-    let (s, _, b) = send(
+    let (s, _, b) = call_with_headers(
         node.anon("POST", "/_session")
             .header("content-type", "application/json")
             .body("{not json"),
     );
     assert_eq!(s, 400, "{b}");
     assert_eq!(b["error"], "bad_request");
-    let (s, h, b) = send(node.anon("PUT", "/_session"));
+    let (s, h, b) = call_with_headers(node.anon("PUT", "/_session"));
     assert_eq!(s, 405);
     assert_eq!(
         b,
@@ -583,7 +559,7 @@ fn session_login_bad_requests() {
 #[test]
 fn session_next_redirects() {
     let node = Node::start();
-    let (s, h, b) = send(
+    let (s, h, b) = call_with_headers(
         no_redirect(&node, "POST", "/_session?next=/_utils/index.html")
             .header("content-type", "application/json")
             .body(json!({"name": ADMIN, "password": PASSWORD}).to_string()),
@@ -598,7 +574,7 @@ fn session_next_redirects() {
     let (_, b) = call(with_cookie(node.anon("GET", "/_session"), &token));
     assert_eq!(b["userCtx"]["name"], ADMIN);
     // Logout honours ?next= too.
-    let (s, h, b) = send(with_cookie(
+    let (s, h, b) = call_with_headers(with_cookie(
         no_redirect(&node, "DELETE", "/_session?next=/bye"),
         &token,
     ));
@@ -609,7 +585,7 @@ fn session_next_redirects() {
     );
     assert_eq!(b, json!({"ok": true}));
     // Only local paths.
-    let (s, _, b) = send(
+    let (s, _, b) = call_with_headers(
         node.anon("POST", "/_session?next=http://evil.example/")
             .header("content-type", "application/json")
             .body(json!({"name": ADMIN, "password": PASSWORD}).to_string()),
@@ -626,7 +602,7 @@ fn session_logout_clears_cookie() {
     let node = Node::start();
     let (_, h, _) = login(&node, ADMIN, PASSWORD);
     let token = session_token(&h);
-    let (s, h, b) = send(with_cookie(node.anon("DELETE", "/_session"), &token));
+    let (s, h, b) = call_with_headers(with_cookie(node.anon("DELETE", "/_session"), &token));
     assert_eq!(s, 200);
     assert_eq!(b, json!({"ok": true}));
     let c = header(&h, "set-cookie").expect("set-cookie");
@@ -657,9 +633,9 @@ fn session_basic_true_forces_login() {
 #[test]
 fn session_cookie_attributes_follow_config() {
     let node = Node::start();
-    set_config(&node, "chttpd_auth", "timeout", "1234");
-    set_config(&node, "chttpd_auth", "cookie_domain", "example.com");
-    set_config(&node, "chttpd_auth", "same_site", "strict");
+    set_config_in_memory(&node, "chttpd_auth", "timeout", "1234");
+    set_config_in_memory(&node, "chttpd_auth", "cookie_domain", "example.com");
+    set_config_in_memory(&node, "chttpd_auth", "same_site", "strict");
     let (s, h, _) = login(&node, ADMIN, PASSWORD);
     assert_eq!(s, 200);
     let cookie = header(&h, "set-cookie").unwrap();
@@ -667,7 +643,7 @@ fn session_cookie_attributes_follow_config() {
     assert!(attrs.contains(&"Max-Age=1234"), "{cookie}");
     assert!(attrs.contains(&"Domain=example.com"), "{cookie}");
     assert!(attrs.contains(&"SameSite=Strict"), "{cookie}");
-    set_config(&node, "chttpd_auth", "allow_persistent_cookies", "false");
+    set_config_in_memory(&node, "chttpd_auth", "allow_persistent_cookies", "false");
     let (_, h, _) = login(&node, ADMIN, PASSWORD);
     let cookie = header(&h, "set-cookie").unwrap();
     assert!(
@@ -675,7 +651,7 @@ fn session_cookie_attributes_follow_config() {
         "{cookie}"
     );
     // Logout clears with the same attributes.
-    let (_, h, _) = send(node.anon("DELETE", "/_session"));
+    let (_, h, _) = call_with_headers(node.anon("DELETE", "/_session"));
     let cookie = header(&h, "set-cookie").unwrap();
     assert!(cookie.contains("Domain=example.com"), "{cookie}");
 }
@@ -683,7 +659,7 @@ fn session_cookie_attributes_follow_config() {
 #[test]
 fn session_cookie_expires_after_timeout() {
     let node = Node::start();
-    set_config(&node, "chttpd_auth", "timeout", "1");
+    set_config_in_memory(&node, "chttpd_auth", "timeout", "1");
     let (_, h, _) = login(&node, ADMIN, PASSWORD);
     let token = session_token(&h);
     std::thread::sleep(std::time::Duration::from_millis(2100));
@@ -699,15 +675,15 @@ fn session_cookie_expires_after_timeout() {
 #[test]
 fn session_cookie_is_refreshed_when_ageing() {
     let node = Node::start();
-    set_config(&node, "chttpd_auth", "timeout", "10");
+    set_config_in_memory(&node, "chttpd_auth", "timeout", "10");
     let (_, h, _) = login(&node, ADMIN, PASSWORD);
     let token = session_token(&h);
     // Fresh: no new cookie.
-    let (_, h, _) = send(with_cookie(node.anon("GET", "/_session"), &token));
+    let (_, h, _) = call_with_headers(with_cookie(node.anon("GET", "/_session"), &token));
     assert!(header(&h, "set-cookie").is_none(), "{h:?}");
     // Once more than 10% of the lifetime is used, responses carry a new one.
     std::thread::sleep(std::time::Duration::from_millis(2100));
-    let (s, h, b) = send(with_cookie(node.anon("GET", "/_all_dbs"), &token));
+    let (s, h, b) = call_with_headers(with_cookie(node.anon("GET", "/_all_dbs"), &token));
     assert_eq!(s, 200, "{b}");
     let fresh = session_token(&h);
     assert_ne!(fresh, token);

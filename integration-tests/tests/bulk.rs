@@ -2,13 +2,9 @@
 //! `fabric_doc_update`).
 
 use base64::Engine;
+use chaise_integration_tests::helpers::hex_rev;
 use chaise_integration_tests::{call, Node};
 use serde_json::{json, Value};
-
-/// A 32-hex revision id built from one character.
-fn hex_rev(pos: u32, c: char) -> String {
-    format!("{pos}-{}", c.to_string().repeat(32))
-}
 
 fn bulk_docs(node: &Node, db: &str, body: Value) -> (u16, Value) {
     node.post(&format!("/{db}/_bulk_docs"), body)

@@ -1,24 +1,11 @@
 //! The normal `_changes` feed, checked against CouchDB 3.x (`chttpd_db`,
 //! `couch_changes`, `fabric_view_changes`).
 
+use chaise_integration_tests::helpers::{create_q, hex_rev, put_doc, seq_num, strs, urlencode};
 use chaise_integration_tests::{call, Node};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::time::Duration;
-
-/// Creates a database with `q` ranges.
-fn create_q(node: &Node, name: &str, q: u32) -> String {
-    let (s, b) = node.json("PUT", &format!("/{name}?q={q}"), None);
-    assert_eq!(s, 201, "create {name}: {b}");
-    name.to_string()
-}
-
-/// PUTs a document and returns its new rev.
-fn put_doc(node: &Node, db: &str, id: &str, body: Value) -> String {
-    let (s, b) = node.put(&format!("/{db}/{id}"), body);
-    assert_eq!(s, 201, "put {id}: {b}");
-    b["rev"].as_str().expect("rev").to_string()
-}
 
 fn changes(node: &Node, db: &str, query: &str) -> Value {
     let (s, b) = node.get(&format!("/{db}/_changes{query}"));
@@ -39,41 +26,8 @@ fn ids(b: &Value) -> Vec<String> {
         .collect()
 }
 
-fn strs(v: &[&str]) -> Vec<String> {
-    v.iter().map(|s| s.to_string()).collect()
-}
-
 fn set(v: &[&str]) -> BTreeSet<String> {
     v.iter().map(|s| s.to_string()).collect()
-}
-
-/// Percent-encodes a query value.
-fn enc(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// The numeric prefix of an opaque clustered sequence.
-fn seq_num(seq: &Value) -> u64 {
-    let s = seq
-        .as_str()
-        .unwrap_or_else(|| panic!("seq {seq} is not a string"));
-    s.split('-')
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("seq {s} has no numeric prefix"))
-}
-
-/// A 32-hex revision id built from one character.
-fn hex_rev(pos: u32, c: char) -> String {
-    format!("{pos}-{}", c.to_string().repeat(32))
 }
 
 #[test]
@@ -199,20 +153,20 @@ fn since_values() {
         &db,
         &format!(
             "?since={}",
-            enc(rows[1]["seq"].as_str().unwrap_or_default())
+            urlencode(rows[1]["seq"].as_str().unwrap_or_default())
         ),
     );
     assert_eq!(ids(&after_b), strs(&["c"]));
     // last_seq as since: nothing.
     let last = all["last_seq"].as_str().expect("last_seq").to_string();
-    let none = changes(&node, &db, &format!("?since={}", enc(&last)));
+    let none = changes(&node, &db, &format!("?since={}", urlencode(&last)));
     assert_eq!(none["results"], json!([]));
     assert_eq!(none["pending"], 0);
     // Quoted, as some clients send it.
     let quoted = changes(
         &node,
         &db,
-        &format!("?since={}", enc(&format!("\"{last}\""))),
+        &format!("?since={}", urlencode(&format!("\"{last}\""))),
     );
     assert_eq!(quoted["results"], json!([]));
 
@@ -222,7 +176,7 @@ fn since_values() {
     assert_eq!(seq_num(&now["last_seq"]), 3);
     let now_seq = now["last_seq"].as_str().expect("seq").to_string();
     let rd = put_doc(&node, &db, "d", json!({}));
-    let after = changes(&node, &db, &format!("?since={}", enc(&now_seq)));
+    let after = changes(&node, &db, &format!("?since={}", urlencode(&now_seq)));
     assert_eq!(
         results(&after)
             .iter()
@@ -233,7 +187,7 @@ fn since_values() {
 
     // A malformed since.
     for bad in ["garbage", "5-!!!"] {
-        let (s, b) = node.get(&format!("/{db}/_changes?since={}", enc(bad)));
+        let (s, b) = node.get(&format!("/{db}/_changes?since={}", urlencode(bad)));
         assert_eq!(s, 400, "{bad}: {b}");
         assert_eq!(
             b,
@@ -259,7 +213,7 @@ fn opaque_seqs_across_shards() {
     // Any row's seq, passed back, yields exactly the rows after it.
     for k in [0usize, 7, 19, 33, 39] {
         let seq = rows[k]["seq"].as_str().expect("seq");
-        let rest = changes(&node, &db, &format!("?since={}", enc(seq)));
+        let rest = changes(&node, &db, &format!("?since={}", urlencode(seq)));
         let got: BTreeSet<String> = ids(&rest).into_iter().collect();
         let want: BTreeSet<String> = rows[k + 1..]
             .iter()
@@ -271,7 +225,7 @@ fn opaque_seqs_across_shards() {
     let mut seen = Vec::new();
     let mut since = "0".to_string();
     for _ in 0..100 {
-        let page = changes(&node, &db, &format!("?limit=3&since={}", enc(&since)));
+        let page = changes(&node, &db, &format!("?limit=3&since={}", urlencode(&since)));
         let page_ids = ids(&page);
         assert!(page_ids.len() <= 3);
         assert!(page["pending"].is_u64(), "{page}");
@@ -303,7 +257,7 @@ fn limit_and_pending() {
         &db,
         &format!(
             "?limit=2&since={}",
-            enc(b["last_seq"].as_str().unwrap_or_default())
+            urlencode(b["last_seq"].as_str().unwrap_or_default())
         ),
     );
     assert_eq!(ids(&next), strs(&["c", "d"]));
@@ -336,7 +290,7 @@ fn descending() {
     let b = changes(
         &node,
         &db,
-        &format!("?descending=true&since={}", enc(&last)),
+        &format!("?descending=true&since={}", urlencode(&last)),
     );
     assert_eq!(ids(&b), strs(&["c", "b", "a"]));
 }
@@ -419,7 +373,10 @@ fn builtin_filters() {
     let b = changes(
         &node,
         &db,
-        &format!("?filter=_doc_ids&doc_ids={}", enc(r#"["c","a","zz"]"#)),
+        &format!(
+            "?filter=_doc_ids&doc_ids={}",
+            urlencode(r#"["c","a","zz"]"#)
+        ),
     );
     let got: BTreeSet<String> = ids(&b).into_iter().collect();
     assert_eq!(got, set(&["a", "c"]));
@@ -447,7 +404,7 @@ fn builtin_filters() {
     assert_eq!(b, bad_ids);
     let (s, b) = node.get(&format!(
         "/{db}/_changes?filter=_doc_ids&doc_ids={}",
-        enc("[1,2]")
+        urlencode("[1,2]")
     ));
     assert_eq!(s, 400, "{b}");
     assert_eq!(b, bad_ids);

@@ -1,6 +1,7 @@
 //! A three-node cluster on 127.0.0.2-4 (same ports on each, like three hosts),
 //! formed with `_cluster_setup` exactly as a user would with curl.
 
+use chaise_integration_tests::helpers::{row_ids, urlencode};
 use chaise_integration_tests::{call, free_port, Node, NodeOptions, ADMIN, PASSWORD};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -74,15 +75,6 @@ fn form_cluster() -> Cluster {
         opts,
         _ini: ini_dir,
     }
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 fn names() -> Vec<String> {
@@ -371,12 +363,7 @@ fn members_are_listed_and_removed_through_any_node() {
     let expected = names();
     let (s, b) = c.nodes[1].get("/_node/_local/_nodes/_all_docs");
     assert_eq!(s, 200, "{b}");
-    let ids: Vec<&str> = b["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["id"].as_str().unwrap())
-        .collect();
+    let ids = row_ids(&b);
     assert_eq!(ids, expected);
     // Removal through a follower is forwarded to the Raft leader.
     let (s, b) = c.nodes[1].delete(&format!("/_node/_local/_nodes/{}", expected[2]));

@@ -1,37 +1,10 @@
 //! `/_node/{node}/_config`: reading, writing (with and without persistence to
 //! `<data_dir>/local.ini`), deleting, reloading, and the hashing of `[admins]`.
 
+use chaise_integration_tests::helpers::{ini_section, ini_value, local_ini};
 use chaise_integration_tests::{call, Node, NodeOptions};
 use reqwest::blocking::RequestBuilder;
 use serde_json::{json, Value};
-
-fn local_ini(node: &Node) -> String {
-    std::fs::read_to_string(node.data_dir.join("local.ini")).unwrap_or_default()
-}
-
-/// The `key = value` lines of `[section]` in ini text.
-fn ini_section(text: &str, section: &str) -> Vec<(String, String)> {
-    let mut current = String::new();
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let t = line.trim();
-        if let Some(name) = t.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
-            current = name.to_string();
-        } else if current == section {
-            if let Some((k, v)) = t.split_once('=') {
-                out.push((k.trim().to_string(), v.trim().to_string()));
-            }
-        }
-    }
-    out
-}
-
-fn ini_value(text: &str, section: &str, key: &str) -> Option<String> {
-    ini_section(text, section)
-        .into_iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v)
-}
 
 fn put_raw(node: &Node, path: &str, body: &str) -> RequestBuilder {
     node.req("PUT", path)
@@ -103,7 +76,7 @@ fn put_returns_old_value_and_persists() {
     assert_eq!((s, v), (200, json!("blue")));
     let (_, sec) = node.get("/_node/_local/_config/testsec");
     assert_eq!(sec, json!({"color": "blue"}));
-    let ini = local_ini(&node);
+    let ini = local_ini(&node.data_dir);
     assert_eq!(
         ini_value(&ini, "testsec", "color").as_deref(),
         Some("blue"),
@@ -164,7 +137,7 @@ fn delete_returns_old_value() {
     let node = Node::start();
     put_value(&node, "testsec", "gone", "soon", true);
     put_value(&node, "testsec", "stays", "here", true);
-    assert!(local_ini(&node).contains("gone = soon"));
+    assert!(local_ini(&node.data_dir).contains("gone = soon"));
     let (s, v) = node.delete("/_node/_local/_config/testsec/gone");
     assert_eq!((s, v), (200, json!("soon")));
     let (s, v) = node.get("/_node/_local/_config/testsec/gone");
@@ -173,7 +146,7 @@ fn delete_returns_old_value() {
     assert_eq!((s, v), (404, unknown_value()));
     let (s, v) = node.delete("/_node/_local/_config/nosec/nokey");
     assert_eq!((s, v), (404, unknown_value()));
-    let ini = local_ini(&node);
+    let ini = local_ini(&node.data_dir);
     assert_eq!(ini_value(&ini, "testsec", "gone"), None, "{ini}");
     assert_eq!(ini_value(&ini, "testsec", "stays").as_deref(), Some("here"));
     let node = node.restart(NodeOptions::default());
@@ -192,7 +165,7 @@ fn persist_false_stays_in_memory() {
     assert_eq!((s, old), (200, json!("")));
     let (_, v) = node.get("/_node/_local/_config/testsec/volatile");
     assert_eq!(v, json!("v1"));
-    let ini = local_ini(&node);
+    let ini = local_ini(&node.data_dir);
     assert!(!ini.contains("volatile"), "{ini}");
     assert_eq!(ini_value(&ini, "testsec", "durable").as_deref(), Some("d1"));
     // An in-memory value shadows the file; deleting it without persisting leaves
@@ -200,7 +173,7 @@ fn persist_false_stays_in_memory() {
     let (s, old) = put_value(&node, "testsec", "durable", "d2", false);
     assert_eq!((s, old), (200, json!("d1")));
     assert_eq!(
-        ini_value(&local_ini(&node), "testsec", "durable").as_deref(),
+        ini_value(&local_ini(&node.data_dir), "testsec", "durable").as_deref(),
         Some("d1")
     );
     let node = node.restart(NodeOptions::default());
@@ -215,7 +188,7 @@ fn admins_are_stored_hashed() {
     let node = Node::start();
     let (s, old) = put_value(&node, "admins", "alice", "alicepw", true);
     assert_eq!((s, old), (200, json!("")));
-    let ini = local_ini(&node);
+    let ini = local_ini(&node.data_dir);
     assert!(!ini.contains("alicepw"), "plaintext in local.ini: {ini}");
     let stored = ini_value(&ini, "admins", "alice").expect("alice in local.ini");
     // -pbkdf2:sha256-<64 hex>,<32 hex salt>,<iterations>
@@ -254,7 +227,7 @@ fn admins_are_stored_hashed() {
     assert_eq!(s, 200);
     let (_, v) = node.get("/_node/_local/_config/admins/temp");
     assert!(v.as_str().unwrap().starts_with("-pbkdf2:"), "{v}");
-    assert!(!local_ini(&node).contains("temp"));
+    assert!(!local_ini(&node.data_dir).contains("temp"));
 }
 
 #[test]
@@ -280,7 +253,7 @@ fn blacklisted_sections_cannot_be_changed() {
         let (s, _) = node.get(&format!("/_node/_local/_config/{section}"));
         assert_eq!(s, 200);
     }
-    assert!(!local_ini(&node).contains("[daemons]"));
+    assert!(!local_ini(&node.data_dir).contains("[daemons]"));
 }
 
 #[test]

@@ -5,6 +5,7 @@
 //! wrong content types, bad bodies and wrong methods.
 
 use base64::Engine;
+use chaise_integration_tests::helpers::{row_ids, seq_num};
 use chaise_integration_tests::{body_json, call, Node, ADMIN, PASSWORD};
 use reqwest::blocking::RequestBuilder;
 use serde_json::{json, Value};
@@ -192,15 +193,6 @@ fn info(node: &Node, db: &str) -> Value {
     let (s, b) = node.get(&format!("/{db}"));
     assert_eq!(s, 200, "info {db}: {b}");
     b
-}
-
-/// The leading integer of a clustered sequence string.
-fn seq_num(seq: &Value) -> u64 {
-    let s = seq.as_str().expect("seq must be a string");
-    s.split('-')
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("seq {s} has no numeric prefix"))
 }
 
 // ---------------------------------------------------------------- PUT /{db}
@@ -1064,12 +1056,7 @@ fn purge_only_leaf_removes_the_document() {
     assert_eq!(after["doc_del_count"], 0, "purge leaves no tombstone");
     assert!(seq_num(&after["purge_seq"]) > seq_num(&before["purge_seq"]));
     let (_, b) = node.get("/pg/_all_docs");
-    let ids: Vec<&str> = b["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["id"].as_str().unwrap())
-        .collect();
+    let ids = row_ids(&b);
     assert_eq!(ids, ["other"]);
     // The id can be created again from scratch.
     let new = put_doc(&node, "pg", "victim", json!({"v": 3}));

@@ -2,57 +2,10 @@
 //! (`chttpd_db.erl`, `couch_doc.erl`, `couch_db.erl`, `fabric_doc_open_revs.erl`):
 //! status codes, error/reason strings, headers and the exact JSON (key order included).
 
-use chaise_integration_tests::{Node, NodeOptions};
-use reqwest::blocking::RequestBuilder;
+use chaise_integration_tests::helpers::{assert_exact, keys, rev_of, row_ids};
+use chaise_integration_tests::{raw, Node, NodeOptions, Raw};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-
-/// A response with everything a test may look at.
-struct Resp {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Resp {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
-    }
-
-    fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    }
-}
-
-fn send(r: RequestBuilder) -> Resp {
-    let resp = r.send().expect("request");
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let body = resp.bytes().map(|b| b.to_vec()).unwrap_or_default();
-    Resp {
-        status,
-        headers,
-        body,
-    }
-}
-
-/// Asserts equality of values *and* key order (serde_json keeps insertion order).
-#[track_caller]
-fn assert_exact(actual: &Value, expected: &Value) {
-    assert_eq!(
-        serde_json::to_string(actual).unwrap(),
-        serde_json::to_string(expected).unwrap()
-    );
-}
-
-fn keys(v: &Value) -> Vec<String> {
-    v.as_object()
-        .map(|m| m.keys().cloned().collect())
-        .unwrap_or_default()
-}
 
 /// `N-<32 lowercase hex>`.
 #[track_caller]
@@ -65,10 +18,6 @@ fn assert_rev(rev: &str, gen: u64) {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
         "rev id of {rev} is lowercase hex"
     );
-}
-
-fn rev_of(b: &Value) -> String {
-    b["rev"].as_str().expect("rev in answer").to_string()
 }
 
 fn rev_id(rev: &str) -> String {
@@ -88,16 +37,15 @@ fn bad_request(reason: &str) -> Value {
 }
 
 /// PUT raw bytes as JSON.
-fn put_raw(node: &Node, path: &str, body: &[u8]) -> Resp {
-    send(
-        node.req("PUT", path)
-            .header("content-type", "application/json")
-            .body(body.to_vec()),
-    )
+fn put_raw(node: &Node, path: &str, body: &[u8]) -> Raw {
+    raw(node
+        .req("PUT", path)
+        .header("content-type", "application/json")
+        .body(body.to_vec()))
 }
 
-fn accept_json(node: &Node, path: &str) -> Resp {
-    send(node.req("GET", path).header("accept", "application/json"))
+fn accept_json(node: &Node, path: &str) -> Raw {
+    raw(node.req("GET", path).header("accept", "application/json"))
 }
 
 /// Writes replicated revisions (`new_edits=false`) through `_bulk_docs`.
@@ -115,11 +63,10 @@ fn put_get_head_delete_lifecycle() {
     let node = Node::start();
     let db = node.create_db("docs");
 
-    let r = send(
-        node.req("PUT", &format!("/{db}/doc1"))
-            .header("content-type", "application/json")
-            .body(r#"{"a":1,"b":"x","c":{"z":1,"y":[true,null]}}"#),
-    );
+    let r = raw(node
+        .req("PUT", &format!("/{db}/doc1"))
+        .header("content-type", "application/json")
+        .body(r#"{"a":1,"b":"x","c":{"z":1,"y":[true,null]}}"#));
     assert_eq!(r.status, 201);
     let b = r.json();
     let r1 = rev_of(&b);
@@ -131,7 +78,7 @@ fn put_get_head_delete_lifecycle() {
         Some(format!("http://127.0.0.1:{}/{db}/doc1", node.port))
     );
 
-    let r = send(node.req("GET", &format!("/{db}/doc1")));
+    let r = raw(node.req("GET", &format!("/{db}/doc1")));
     assert_eq!(r.status, 200);
     assert_exact(
         &r.json(),
@@ -143,7 +90,7 @@ fn put_get_head_delete_lifecycle() {
         .unwrap()
         .starts_with("application/json"));
 
-    let r = send(node.req("HEAD", &format!("/{db}/doc1")));
+    let r = raw(node.req("HEAD", &format!("/{db}/doc1")));
     assert_eq!(r.status, 200);
     assert_eq!(r.header("etag"), Some(format!("\"{r1}\"")));
     assert!(r.body.is_empty());
@@ -158,7 +105,7 @@ fn put_get_head_delete_lifecycle() {
     assert_exact(&b, &json!({"_id": "doc1", "_rev": r2, "a": 2}));
 
     // DELETE answers 200 with the tombstone's rev and its ETag, no Location.
-    let r = send(node.req("DELETE", &format!("/{db}/doc1?rev={r2}")));
+    let r = raw(node.req("DELETE", &format!("/{db}/doc1?rev={r2}")));
     assert_eq!(r.status, 200);
     let b = r.json();
     let r3 = rev_of(&b);
@@ -169,7 +116,7 @@ fn put_get_head_delete_lifecycle() {
 
     let (s, b) = node.get(&format!("/{db}/doc1"));
     assert_eq!((s, b), (404, not_found("deleted")));
-    let r = send(node.req("HEAD", &format!("/{db}/doc1")));
+    let r = raw(node.req("HEAD", &format!("/{db}/doc1")));
     assert_eq!(r.status, 404);
     assert!(r.body.is_empty());
 
@@ -180,7 +127,7 @@ fn put_get_head_delete_lifecycle() {
 
     let (s, b) = node.get(&format!("/{db}/never-existed"));
     assert_eq!((s, b), (404, not_found("missing")));
-    let r = send(node.req("HEAD", &format!("/{db}/never-existed")));
+    let r = raw(node.req("HEAD", &format!("/{db}/never-existed")));
     assert_eq!(r.status, 404);
 }
 
@@ -217,10 +164,9 @@ fn deletes_and_deleted_writes_answer_200() {
     let (s, b) = node.delete(&format!("/{db}/d"));
     assert_eq!((s, b), (409, conflict()));
     // With If-Match instead of ?rev=.
-    let r = send(
-        node.req("DELETE", &format!("/{db}/d"))
-            .header("if-match", format!("\"{r1}\"")),
-    );
+    let r = raw(node
+        .req("DELETE", &format!("/{db}/d"))
+        .header("if-match", format!("\"{r1}\"")));
     assert_eq!(r.status, 200);
     let r2 = rev_of(&r.json());
     assert_rev(&r2, 2);
@@ -302,21 +248,19 @@ fn if_none_match_gives_304_with_empty_body() {
     let r1 = rev_of(&b);
     let etag = format!("\"{r1}\"");
 
-    let r = send(
-        node.req("GET", &format!("/{db}/doc"))
-            .header("if-none-match", &etag),
-    );
+    let r = raw(node
+        .req("GET", &format!("/{db}/doc"))
+        .header("if-none-match", &etag));
     assert_eq!(r.status, 304);
     assert!(r.body.is_empty());
     assert_eq!(r.header("etag"), Some(etag.clone()));
 
     // Weak form and lists match too.
-    let r = send(
-        node.req("GET", &format!("/{db}/doc"))
-            .header("if-none-match", format!("W/{etag}")),
-    );
+    let r = raw(node
+        .req("GET", &format!("/{db}/doc"))
+        .header("if-none-match", format!("W/{etag}")));
     assert_eq!(r.status, 304);
-    let r = send(node.req("GET", &format!("/{db}/doc")).header(
+    let r = raw(node.req("GET", &format!("/{db}/doc")).header(
         "if-none-match",
         format!("\"1-00000000000000000000000000000000\", {etag}"),
     ));
@@ -325,24 +269,23 @@ fn if_none_match_gives_304_with_empty_body() {
     // After an update the old ETag no longer matches.
     let (_, b) = node.put(&format!("/{db}/doc"), json!({"_rev": r1, "v": 2}));
     let r2 = rev_of(&b);
-    let r = send(
-        node.req("GET", &format!("/{db}/doc"))
-            .header("if-none-match", &etag),
-    );
+    let r = raw(node
+        .req("GET", &format!("/{db}/doc"))
+        .header("if-none-match", &etag));
     assert_eq!(r.status, 200);
     assert_eq!(r.header("etag"), Some(format!("\"{r2}\"")));
     assert_eq!(r.json()["v"], 2);
 
     // revs=true and attachments=true are not "meta": the ETag stays. revs_info and
     // local_seq are: no ETag then. conflicts=true without conflicts adds no meta.
-    let r = send(node.req("GET", &format!("/{db}/doc?revs=true")));
+    let r = raw(node.req("GET", &format!("/{db}/doc?revs=true")));
     assert_eq!(r.header("etag"), Some(format!("\"{r2}\"")));
-    let r = send(node.req("GET", &format!("/{db}/doc?conflicts=true")));
+    let r = raw(node.req("GET", &format!("/{db}/doc?conflicts=true")));
     assert_eq!(r.header("etag"), Some(format!("\"{r2}\"")));
-    let r = send(node.req("GET", &format!("/{db}/doc?revs_info=true")));
+    let r = raw(node.req("GET", &format!("/{db}/doc?revs_info=true")));
     assert_eq!(r.status, 200);
     assert_eq!(r.header("etag"), None);
-    let r = send(node.req("GET", &format!("/{db}/doc?local_seq=true")));
+    let r = raw(node.req("GET", &format!("/{db}/doc?local_seq=true")));
     assert_eq!(r.status, 200);
     assert_eq!(r.header("etag"), None);
 }
@@ -360,12 +303,11 @@ fn rev_from_query_body_and_if_match_must_agree() {
     assert_eq!(s, 201, "{b}");
     let r2 = rev_of(&b);
     // If-Match alone updates.
-    let r = send(
-        node.req("PUT", &format!("/{db}/d"))
-            .header("if-match", format!("\"{r2}\""))
-            .header("content-type", "application/json")
-            .body(r#"{"v":3}"#),
-    );
+    let r = raw(node
+        .req("PUT", &format!("/{db}/d"))
+        .header("if-match", format!("\"{r2}\""))
+        .header("content-type", "application/json")
+        .body(r#"{"v":3}"#));
     assert_eq!(r.status, 201);
     let r3 = rev_of(&r.json());
     assert_rev(&r3, 3);
@@ -380,45 +322,41 @@ fn rev_from_query_body_and_if_match_must_agree() {
         )
     );
     // Body vs If-Match.
-    let r = send(
-        node.req("PUT", &format!("/{db}/d"))
-            .header("if-match", format!("\"{other}\""))
-            .header("content-type", "application/json")
-            .body(format!(r#"{{"_rev":"{r3}","v":4}}"#)),
-    );
+    let r = raw(node
+        .req("PUT", &format!("/{db}/d"))
+        .header("if-match", format!("\"{other}\""))
+        .header("content-type", "application/json")
+        .body(format!(r#"{{"_rev":"{r3}","v":4}}"#)));
     assert_eq!(r.status, 400);
     assert_eq!(
         r.json(),
         bad_request("Document rev and etag have different values")
     );
     // Query vs If-Match, on PUT and DELETE.
-    let r = send(
-        node.req("PUT", &format!("/{db}/d?rev={r3}"))
-            .header("if-match", format!("\"{other}\""))
-            .header("content-type", "application/json")
-            .body(r#"{"v":4}"#),
-    );
+    let r = raw(node
+        .req("PUT", &format!("/{db}/d?rev={r3}"))
+        .header("if-match", format!("\"{other}\""))
+        .header("content-type", "application/json")
+        .body(r#"{"v":4}"#));
     assert_eq!(r.status, 400);
     assert_eq!(
         r.json(),
         bad_request("Document rev and etag have different values")
     );
-    let r = send(
-        node.req("DELETE", &format!("/{db}/d?rev={r3}"))
-            .header("if-match", format!("\"{other}\"")),
-    );
+    let r = raw(node
+        .req("DELETE", &format!("/{db}/d?rev={r3}"))
+        .header("if-match", format!("\"{other}\"")));
     assert_eq!(r.status, 400);
     assert_eq!(
         r.json(),
         bad_request("Document rev and etag have different values")
     );
     // Agreeing sources are fine.
-    let r = send(
-        node.req("PUT", &format!("/{db}/d?rev={r3}"))
-            .header("if-match", format!("\"{r3}\""))
-            .header("content-type", "application/json")
-            .body(format!(r#"{{"_rev":"{r3}","v":4}}"#)),
-    );
+    let r = raw(node
+        .req("PUT", &format!("/{db}/d?rev={r3}"))
+        .header("if-match", format!("\"{r3}\""))
+        .header("content-type", "application/json")
+        .body(format!(r#"{{"_rev":"{r3}","v":4}}"#)));
     assert_eq!(r.status, 201);
     assert_rev(&rev_of(&r.json()), 4);
 }
@@ -491,10 +429,9 @@ fn malformed_revs_are_bad_requests() {
     let (s, b) = node.delete(&format!("/{db}/d?rev=abc"));
     assert_eq!((s, b), (400, invalid.clone()));
     // If-Match too.
-    let r = send(
-        node.req("DELETE", &format!("/{db}/d"))
-            .header("if-match", "\"abc\""),
-    );
+    let r = raw(node
+        .req("DELETE", &format!("/{db}/d"))
+        .header("if-match", "\"abc\""));
     assert_eq!(r.status, 400);
     assert_eq!(r.json(), invalid);
     // Nothing changed.
@@ -605,7 +542,7 @@ fn conflicts_and_the_winner_rule() {
     let (s, b) = node.get(&format!("/{db}/c"));
     assert_eq!(s, 200);
     assert_exact(&b, &json!({"_id": "c", "_rev": "2-ccc", "v": "c"}));
-    let r = send(node.req("GET", &format!("/{db}/c?conflicts=true")));
+    let r = raw(node.req("GET", &format!("/{db}/c?conflicts=true")));
     assert_eq!(r.status, 200);
     assert_exact(
         &r.json(),
@@ -891,10 +828,9 @@ fn copy_with_destination() {
     let (_, b) = node.put(&format!("/{db}/src"), json!({"k": "v", "n": 1}));
     let src1 = rev_of(&b);
 
-    let r = send(
-        node.req("COPY", &format!("/{db}/src"))
-            .header("destination", "dst"),
-    );
+    let r = raw(node
+        .req("COPY", &format!("/{db}/src"))
+        .header("destination", "dst"));
     assert_eq!(r.status, 201);
     let b = r.json();
     let dst1 = rev_of(&b);
@@ -910,60 +846,53 @@ fn copy_with_destination() {
     assert_exact(&b, &json!({"_id": "dst", "_rev": dst1, "k": "v", "n": 1}));
 
     // The destination exists: a rev is needed.
-    let r = send(
-        node.req("COPY", &format!("/{db}/src"))
-            .header("destination", "dst"),
-    );
+    let r = raw(node
+        .req("COPY", &format!("/{db}/src"))
+        .header("destination", "dst"));
     assert_eq!(r.status, 409);
     assert_eq!(r.json(), conflict());
     let (_, b) = node.put(&format!("/{db}/src"), json!({"_rev": src1, "k": "new"}));
     let src2 = rev_of(&b);
-    let r = send(
-        node.req("COPY", &format!("/{db}/src"))
-            .header("destination", format!("dst?rev={dst1}")),
-    );
+    let r = raw(node
+        .req("COPY", &format!("/{db}/src"))
+        .header("destination", format!("dst?rev={dst1}")));
     assert_eq!(r.status, 201);
     let dst2 = rev_of(&r.json());
     assert_rev(&dst2, 2);
     let (_, b) = node.get(&format!("/{db}/dst"));
     assert_exact(&b, &json!({"_id": "dst", "_rev": dst2, "k": "new"}));
     // Stale destination rev.
-    let r = send(
-        node.req("COPY", &format!("/{db}/src"))
-            .header("destination", format!("dst?rev={dst1}")),
-    );
+    let r = raw(node
+        .req("COPY", &format!("/{db}/src"))
+        .header("destination", format!("dst?rev={dst1}")));
     assert_eq!(r.status, 409);
     assert_eq!(r.json(), conflict());
     // Copying a given source rev (a leaf).
-    let r = send(
-        node.req("COPY", &format!("/{db}/src?rev={src2}"))
-            .header("destination", "dst3"),
-    );
+    let r = raw(node
+        .req("COPY", &format!("/{db}/src?rev={src2}"))
+        .header("destination", "dst3"));
     assert_eq!(r.status, 201);
 
     // Errors.
-    let r = send(node.req("COPY", &format!("/{db}/src")));
+    let r = raw(node.req("COPY", &format!("/{db}/src")));
     assert_eq!(r.status, 400);
     assert_eq!(
         r.json(),
         bad_request("Destination header is mandatory for COPY.")
     );
-    let r = send(
-        node.req("COPY", &format!("/{db}/src"))
-            .header("destination", "http://example.com/db/x"),
-    );
+    let r = raw(node
+        .req("COPY", &format!("/{db}/src"))
+        .header("destination", "http://example.com/db/x"));
     assert_eq!(r.status, 400);
     assert_eq!(r.json(), bad_request("Destination URL must be relative."));
-    let r = send(
-        node.req("COPY", &format!("/{db}/nope"))
-            .header("destination", "x"),
-    );
+    let r = raw(node
+        .req("COPY", &format!("/{db}/nope"))
+        .header("destination", "x"));
     assert_eq!(r.status, 404);
     assert_eq!(r.json(), not_found("missing"));
-    let r = send(
-        node.req("COPY", &format!("/{db}/src"))
-            .header("destination", "_bad"),
-    );
+    let r = raw(node
+        .req("COPY", &format!("/{db}/src"))
+        .header("destination", "_bad"));
     assert_eq!(r.status, 400);
     assert_eq!(
         r.json(),
@@ -976,11 +905,10 @@ fn copy_with_destination() {
 fn post_generates_ids() {
     let node = Node::start();
     let db = node.create_db("post");
-    let r = send(
-        node.req("POST", &format!("/{db}"))
-            .header("content-type", "application/json")
-            .body(r#"{"a":1}"#),
-    );
+    let r = raw(node
+        .req("POST", &format!("/{db}"))
+        .header("content-type", "application/json")
+        .body(r#"{"a":1}"#));
     assert_eq!(r.status, 201);
     let b = r.json();
     assert_eq!(keys(&b), ["ok", "id", "rev"]);
@@ -1008,22 +936,20 @@ fn post_generates_ids() {
     assert_eq!(s, 201, "{b}");
     assert_eq!(b["id"], "named");
     // batch=ok: 202 without a rev, ETag or Location.
-    let r = send(
-        node.req("POST", &format!("/{db}?batch=ok"))
-            .header("content-type", "application/json")
-            .body(r#"{"_id":"batched","a":4}"#),
-    );
+    let r = raw(node
+        .req("POST", &format!("/{db}?batch=ok"))
+        .header("content-type", "application/json")
+        .body(r#"{"_id":"batched","a":4}"#));
     assert_eq!(r.status, 202);
     assert_exact(&r.json(), &json!({"ok": true, "id": "batched"}));
     assert_eq!(r.header("etag"), None);
     assert_eq!(r.header("location"), None);
     wait_for_doc(&node, &format!("/{db}/batched"));
     // Content type must be JSON.
-    let r = send(
-        node.req("POST", &format!("/{db}"))
-            .header("content-type", "text/plain")
-            .body(r#"{"a":1}"#),
-    );
+    let r = raw(node
+        .req("POST", &format!("/{db}"))
+        .header("content-type", "text/plain")
+        .body(r#"{"a":1}"#));
     assert_eq!(r.status, 415);
     assert_eq!(
         r.json(),
@@ -1047,11 +973,10 @@ fn wait_for_doc(node: &Node, path: &str) -> Value {
 fn batch_ok_put_answers_202() {
     let node = Node::start();
     let db = node.create_db("batch");
-    let r = send(
-        node.req("PUT", &format!("/{db}/b1?batch=ok"))
-            .header("content-type", "application/json")
-            .body(r#"{"v":1}"#),
-    );
+    let r = raw(node
+        .req("PUT", &format!("/{db}/b1?batch=ok"))
+        .header("content-type", "application/json")
+        .body(r#"{"v":1}"#));
     assert_eq!(r.status, 202);
     assert_exact(&r.json(), &json!({"ok": true, "id": "b1"}));
     assert_eq!(r.header("etag"), None);
@@ -1071,11 +996,10 @@ fn batch_ok_put_answers_202() {
 fn design_documents() {
     let node = Node::start();
     let db = node.create_db("ddocs");
-    let r = send(
-        node.req("PUT", &format!("/{db}/_design/foo"))
-            .header("content-type", "application/json")
-            .body(r#"{"views":{"v":{"map":"function(doc){emit(doc._id,null)}"}}}"#),
-    );
+    let r = raw(node
+        .req("PUT", &format!("/{db}/_design/foo"))
+        .header("content-type", "application/json")
+        .body(r#"{"views":{"v":{"map":"function(doc){emit(doc._id,null)}"}}}"#));
     assert_eq!(r.status, 201);
     let b = r.json();
     assert_eq!(b["id"], "_design/foo");
@@ -1094,14 +1018,12 @@ fn design_documents() {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let r = send(
-        client
-            .get(node.url(&format!("/{db}/_design%2Ffoo")))
-            .basic_auth(
-                chaise_integration_tests::ADMIN,
-                Some(chaise_integration_tests::PASSWORD),
-            ),
-    );
+    let r = raw(client
+        .get(node.url(&format!("/{db}/_design%2Ffoo")))
+        .basic_auth(
+            chaise_integration_tests::ADMIN,
+            Some(chaise_integration_tests::PASSWORD),
+        ));
     assert_eq!(r.status, 301);
     assert_eq!(
         r.header("location"),
@@ -1137,11 +1059,10 @@ fn design_documents() {
 fn local_documents() {
     let node = Node::start();
     let db = node.create_db("locals");
-    let r = send(
-        node.req("PUT", &format!("/{db}/_local/x"))
-            .header("content-type", "application/json")
-            .body(r#"{"a":1}"#),
-    );
+    let r = raw(node
+        .req("PUT", &format!("/{db}/_local/x"))
+        .header("content-type", "application/json")
+        .body(r#"{"a":1}"#));
     assert_eq!(r.status, 201);
     assert_exact(
         &r.json(),
@@ -1170,12 +1091,7 @@ fn local_documents() {
     node.put(&format!("/{db}/normal"), json!({}));
     let (s, b) = node.get(&format!("/{db}/_all_docs"));
     assert_eq!(s, 200);
-    let ids: Vec<&str> = b["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["id"].as_str().unwrap())
-        .collect();
+    let ids = row_ids(&b);
     assert_eq!(ids, ["normal"]);
     assert_eq!(b["total_rows"], 1);
     let (s, b) = node.get(&format!("/{db}/_changes"));
@@ -1191,11 +1107,10 @@ fn local_documents() {
     assert_eq!(info["doc_count"], 1);
 
     // Attachments are refused.
-    let r = send(
-        node.req("PUT", &format!("/{db}/_local/x/att.txt?rev=0-2"))
-            .header("content-type", "text/plain")
-            .body("hi"),
-    );
+    let r = raw(node
+        .req("PUT", &format!("/{db}/_local/x/att.txt?rev=0-2"))
+        .header("content-type", "text/plain")
+        .body("hi"));
     assert_eq!(r.status, 400);
     assert_eq!(
         r.json(),

@@ -2,25 +2,13 @@
 //! checked against CouchDB 3.x (`chttpd_db:changes_callback`,
 //! `fabric_view_changes:keep_sending_changes`).
 
+use chaise_integration_tests::helpers::{create_q, put_doc};
 use chaise_integration_tests::{call, Node};
 use reqwest::blocking::Response;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-
-/// Creates a database with `q` ranges.
-fn create_q(node: &Node, name: &str, q: u32) -> String {
-    let (s, b) = node.json("PUT", &format!("/{name}?q={q}"), None);
-    assert_eq!(s, 201, "create {name}: {b}");
-    name.to_string()
-}
-
-fn put_doc(node: &Node, db: &str, id: &str, body: Value) -> String {
-    let (s, b) = node.put(&format!("/{db}/{id}"), body);
-    assert_eq!(s, 201, "put {id}: {b}");
-    b["rev"].as_str().expect("rev").to_string()
-}
 
 /// Opens a feed (asserting 200) and returns the response, body unread.
 fn open(node: &Node, path: &str) -> Response {

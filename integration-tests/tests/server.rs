@@ -2,24 +2,11 @@
 //! `/_active_tasks`, `/_membership`, `/_node/...` and unknown `/_xxx` paths, checked
 //! against CouchDB 3.5's exact shapes, status codes and error strings.
 
-use chaise_integration_tests::{body_json, call, Node, NodeOptions};
-use reqwest::blocking::RequestBuilder;
-use reqwest::header::HeaderMap;
+use chaise_integration_tests::helpers::{
+    call_with_headers, header, not_admin, set_config_in_memory,
+};
+use chaise_integration_tests::{call, Node, NodeOptions};
 use serde_json::{json, Value};
-
-/// Sends a request; returns status, headers and the body as JSON (`Null` if none).
-fn send(r: RequestBuilder) -> (u16, HeaderMap, Value) {
-    let resp = r.send().expect("request");
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    (status, headers, body_json(resp))
-}
-
-fn header(h: &HeaderMap, name: &str) -> Option<String> {
-    h.get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-}
 
 fn is_hex32(v: &Value) -> bool {
     v.as_str().is_some_and(|s| {
@@ -29,23 +16,8 @@ fn is_hex32(v: &Value) -> bool {
     })
 }
 
-fn not_admin() -> Value {
-    json!({"error": "unauthorized", "reason": "You are not a server admin."})
-}
-
 fn method_not_allowed(allowed: &str) -> Value {
     json!({"error": "method_not_allowed", "reason": format!("Only {allowed} allowed")})
-}
-
-/// Sets a config value in memory only.
-fn set_config(node: &Node, section: &str, key: &str, value: &str) {
-    let (s, b) = call(
-        node.req("PUT", &format!("/_node/_local/_config/{section}/{key}"))
-            .header("content-type", "application/json")
-            .header("x-couch-persist", "false")
-            .body(serde_json::to_vec(&json!(value)).unwrap()),
-    );
-    assert_eq!(s, 200, "set {section}/{key}: {b}");
 }
 
 // ---------------------------------------------------------------------------
@@ -56,7 +28,7 @@ fn set_config(node: &Node, section: &str, key: &str, value: &str) {
 fn root_welcome_has_couchdb_fields_and_headers() {
     let node = Node::start();
     // The welcome page needs no credentials.
-    let (s, h, b) = send(node.anon("GET", "/"));
+    let (s, h, b) = call_with_headers(node.anon("GET", "/"));
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["couchdb"], "Welcome");
     assert_eq!(b["version"], "3.5.2");
@@ -113,8 +85,8 @@ fn root_uuid_is_stable_across_restart() {
 #[test]
 fn root_vendor_comes_from_vendor_section() {
     let node = Node::start();
-    set_config(&node, "vendor", "name", "ACME");
-    set_config(&node, "vendor", "version", "7");
+    set_config_in_memory(&node, "vendor", "name", "ACME");
+    set_config_in_memory(&node, "vendor", "version", "7");
     let (_, b) = call(node.anon("GET", "/"));
     assert_eq!(b["vendor"], json!({"name": "ACME", "version": "7"}));
 }
@@ -131,7 +103,7 @@ fn root_head_has_no_body() {
 fn root_other_methods_are_405_with_allow() {
     let node = Node::start();
     for m in ["POST", "PUT", "DELETE"] {
-        let (s, h, b) = send(
+        let (s, h, b) = call_with_headers(
             node.req(m, "/")
                 .header("content-type", "application/json")
                 .body("{}"),
@@ -152,7 +124,7 @@ fn up_is_public_and_reports_ok() {
     let (s, b) = call(node.anon("GET", "/_up"));
     assert_eq!(s, 200);
     assert_eq!(b, json!({"status": "ok", "seeds": {}}));
-    let (s, h, b) = send(node.req("POST", "/_up"));
+    let (s, h, b) = call_with_headers(node.req("POST", "/_up"));
     assert_eq!(s, 405);
     assert_eq!(b, method_not_allowed("GET,HEAD"));
     assert_eq!(header(&h, "allow").as_deref(), Some("GET,HEAD"));
@@ -161,13 +133,13 @@ fn up_is_public_and_reports_ok() {
 #[test]
 fn up_reports_maintenance_mode() {
     let node = Node::start();
-    set_config(&node, "couchdb", "maintenance_mode", "true");
+    set_config_in_memory(&node, "couchdb", "maintenance_mode", "true");
     let (s, b) = call(node.anon("GET", "/_up"));
     assert_eq!((s, b), (404, json!({"status": "maintenance_mode"})));
-    set_config(&node, "couchdb", "maintenance_mode", "nolb");
+    set_config_in_memory(&node, "couchdb", "maintenance_mode", "nolb");
     let (s, b) = call(node.anon("GET", "/_up"));
     assert_eq!((s, b), (404, json!({"status": "nolb"})));
-    set_config(&node, "couchdb", "maintenance_mode", "false");
+    set_config_in_memory(&node, "couchdb", "maintenance_mode", "false");
     let (s, _) = call(node.anon("GET", "/_up"));
     assert_eq!(s, 200);
 }
@@ -179,7 +151,7 @@ fn up_reports_maintenance_mode() {
 #[test]
 fn uuids_default_is_one_with_no_cache_headers() {
     let node = Node::start();
-    let (s, h, b) = send(node.anon("GET", "/_uuids"));
+    let (s, h, b) = call_with_headers(node.anon("GET", "/_uuids"));
     assert_eq!(s, 200, "{b}");
     let ids = b["uuids"].as_array().expect("uuids array");
     assert_eq!(ids.len(), 1);
@@ -245,7 +217,7 @@ fn uuids_count_errors() {
         );
     }
     // The limit is [uuids] max_count.
-    set_config(&node, "uuids", "max_count", "5");
+    set_config_in_memory(&node, "uuids", "max_count", "5");
     let (s, _) = call(node.anon("GET", "/_uuids?count=5"));
     assert_eq!(s, 200);
     let (s, b) = call(node.anon("GET", "/_uuids?count=6"));
@@ -256,7 +228,7 @@ fn uuids_count_errors() {
 #[test]
 fn uuids_only_get() {
     let node = Node::start();
-    let (s, h, b) = send(node.req("POST", "/_uuids"));
+    let (s, h, b) = call_with_headers(node.req("POST", "/_uuids"));
     assert_eq!(s, 405);
     assert_eq!(b, method_not_allowed("GET"));
     assert_eq!(header(&h, "allow").as_deref(), Some("GET"));
@@ -397,7 +369,7 @@ fn all_dbs_descending() {
 fn all_dbs_etag_and_if_none_match() {
     let node = Node::start();
     node.create_db("etag-a");
-    let (s, h, b) = send(node.req("GET", "/_all_dbs"));
+    let (s, h, b) = call_with_headers(node.req("GET", "/_all_dbs"));
     assert_eq!(s, 200);
     let etag = header(&h, "etag").expect("etag");
     assert!(etag.starts_with('"') && etag.ends_with('"'), "{etag}");
@@ -409,14 +381,14 @@ fn all_dbs_etag_and_if_none_match() {
     assert_eq!(resp.status().as_u16(), 304);
     assert!(resp.bytes().unwrap().is_empty());
     // Any entry of a list matches.
-    let (s, _, _) = send(
+    let (s, _, _) = call_with_headers(
         node.req("GET", "/_all_dbs")
             .header("if-none-match", format!("\"other\", {etag}")),
     );
     assert_eq!(s, 304);
     // A new database changes it.
     node.create_db("etag-b");
-    let (s, h, b2) = send(node.req("GET", "/_all_dbs").header("if-none-match", &etag));
+    let (s, h, b2) = call_with_headers(node.req("GET", "/_all_dbs").header("if-none-match", &etag));
     assert_eq!(s, 200);
     assert_ne!(header(&h, "etag").unwrap(), etag);
     assert_ne!(b, b2);
@@ -440,7 +412,7 @@ fn all_dbs_bad_params_and_methods() {
     let (s, b) = node.get("/_all_dbs?descending=yes");
     assert_eq!(s, 400, "{b}");
     assert_eq!(b["error"], "query_parse_error");
-    let (s, h, b) = send(node.req("POST", "/_all_dbs"));
+    let (s, h, b) = call_with_headers(node.req("POST", "/_all_dbs"));
     assert_eq!(s, 405);
     assert_eq!(b, method_not_allowed("GET,HEAD"));
     assert_eq!(header(&h, "allow").as_deref(), Some("GET,HEAD"));
@@ -453,7 +425,7 @@ fn all_dbs_is_admin_only_by_default() {
     assert_eq!((s, b), (401, not_admin()));
     let (s, b) = call(node.anon("GET", "/_dbs_info"));
     assert_eq!((s, b), (401, not_admin()));
-    set_config(&node, "chttpd", "admin_only_all_dbs", "false");
+    set_config_in_memory(&node, "chttpd", "admin_only_all_dbs", "false");
     let (s, b) = call(node.anon("GET", "/_all_dbs"));
     assert_eq!(s, 200);
     assert_eq!(names(&b), ["_replicator", "_users"]);
@@ -553,7 +525,7 @@ fn dbs_info_post_key_limit() {
         json!({"error": "bad_request", "reason": "too_many_keys"})
     );
     // The limit is [chttpd] max_db_number_for_dbs_info_req.
-    set_config(&node, "chttpd", "max_db_number_for_dbs_info_req", "1");
+    set_config_in_memory(&node, "chttpd", "max_db_number_for_dbs_info_req", "1");
     let (s, b) = node.post("/_dbs_info", json!({"keys": ["a", "b"]}));
     assert_eq!((s, b["reason"].clone()), (400, json!("too_many_keys")));
 }
@@ -583,7 +555,7 @@ fn dbs_info_post_bad_requests() {
         b,
         json!({"error": "bad_content_type", "reason": "Content-Type must be application/json"})
     );
-    let (s, h, b) = send(node.req("PUT", "/_dbs_info"));
+    let (s, h, b) = call_with_headers(node.req("PUT", "/_dbs_info"));
     assert_eq!(s, 405);
     assert_eq!(b, method_not_allowed("GET,HEAD,POST"));
     assert_eq!(header(&h, "allow").as_deref(), Some("GET,HEAD,POST"));
@@ -601,7 +573,7 @@ fn active_tasks_is_admin_array() {
     assert!(b.is_array(), "{b}");
     let (s, b) = call(node.anon("GET", "/_active_tasks"));
     assert_eq!((s, b), (401, not_admin()));
-    let (s, h, b) = send(node.req("POST", "/_active_tasks"));
+    let (s, h, b) = call_with_headers(node.req("POST", "/_active_tasks"));
     assert_eq!(s, 405);
     assert_eq!(b, method_not_allowed("GET,HEAD"));
     assert_eq!(header(&h, "allow").as_deref(), Some("GET,HEAD"));
@@ -625,7 +597,7 @@ fn membership_lists_this_node() {
     assert_eq!(me, json!({"name": all[0]}));
     let (s, b) = call(node.anon("GET", "/_membership"));
     assert_eq!((s, b), (401, not_admin()));
-    let (s, h, b) = send(node.req("POST", "/_membership"));
+    let (s, h, b) = call_with_headers(node.req("POST", "/_membership"));
     assert_eq!(s, 405);
     assert_eq!(b, method_not_allowed("GET"));
     assert_eq!(header(&h, "allow").as_deref(), Some("GET"));
@@ -657,7 +629,7 @@ fn node_versions_shape() {
     assert_eq!((s, b2), (200, b));
     let (s, b) = call(node.anon("GET", "/_node/_local/_versions"));
     assert_eq!((s, b), (401, not_admin()));
-    let (s, h, b) = send(node.req("POST", "/_node/_local/_versions"));
+    let (s, h, b) = call_with_headers(node.req("POST", "/_node/_local/_versions"));
     assert_eq!(s, 405);
     assert_eq!(b, method_not_allowed("GET"));
     assert_eq!(header(&h, "allow").as_deref(), Some("GET"));

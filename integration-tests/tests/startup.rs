@@ -3,34 +3,14 @@
 //! flags and each other), the node name, the system databases, and a clean
 //! shutdown on SIGTERM.
 
-use chaise_integration_tests::{call, chaise_bin, free_port, Node, NodeOptions, ADMIN, PASSWORD};
+use chaise_integration_tests::helpers::{ini_value, local_ini};
+use chaise_integration_tests::{
+    call, chaise_bin, free_port, wait_exit, Node, NodeOptions, ADMIN, PASSWORD,
+};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn local_ini(data_dir: &Path) -> String {
-    std::fs::read_to_string(data_dir.join("local.ini")).unwrap_or_default()
-}
-
-/// The value of `[section] key` in ini text (last occurrence wins).
-fn ini_value(text: &str, section: &str, key: &str) -> Option<String> {
-    let mut current = String::new();
-    let mut found = None;
-    for line in text.lines() {
-        let t = line.trim();
-        if let Some(name) = t.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
-            current = name.to_string();
-        } else if current == section {
-            if let Some((k, v)) = t.split_once('=') {
-                if k.trim() == key {
-                    found = Some(v.trim().to_string());
-                }
-            }
-        }
-    }
-    found
-}
 
 /// Writes an ini file into `dir` and returns its path.
 fn write_ini(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -125,14 +105,7 @@ impl Proc {
 
     /// Waits for the process to exit by itself; its exit code.
     fn wait_exit(&mut self) -> Option<i32> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+        wait_exit(&mut self.child)
     }
 }
 

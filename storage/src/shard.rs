@@ -9,7 +9,9 @@ use crate::rev_tree::Rev;
 use crate::tables::{ATTACHMENTS, ATT_CHUNKS, BODIES, BY_ID, BY_SEQ, LOCAL, META, PURGED};
 use crate::writer::{self, WriteOp, Writer};
 use crate::{DocError, DocUpdate, StorageError, UpdateResult};
-use redb::{Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTableMetadata};
+use redb::{
+    AccessGuard, Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTableMetadata,
+};
 use std::cell::OnceCell;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
@@ -394,21 +396,7 @@ impl ShardReader {
         if range.limit == 0 {
             return Ok(out);
         }
-        if range.descending {
-            for item in iter.rev() {
-                let (k, v) = item?;
-                if !push(k.value(), v.value())? {
-                    break;
-                }
-            }
-        } else {
-            for item in iter {
-                let (k, v) = item?;
-                if !push(k.value(), v.value())? {
-                    break;
-                }
-            }
-        }
+        scan(iter, range.descending, |k, v| push(k.value(), v.value()))?;
         Ok(out)
     }
 
@@ -429,21 +417,7 @@ impl ShardReader {
             }
             Ok(out.len() < range.limit)
         };
-        if range.descending {
-            for item in iter.rev() {
-                let (k, v) = item?;
-                if !push(k.value(), v.value())? {
-                    break;
-                }
-            }
-        } else {
-            for item in iter {
-                let (k, v) = item?;
-                if !push(k.value(), v.value())? {
-                    break;
-                }
-            }
-        }
+        scan(iter, range.descending, |k, v| push(k.value(), v.value()))?;
         Ok(out)
     }
 
@@ -493,21 +467,7 @@ impl ShardReader {
             }
             Ok(out.len() < limit)
         };
-        if descending {
-            for item in iter.rev() {
-                let (k, v) = item?;
-                if !push(k.value(), v.value())? {
-                    break;
-                }
-            }
-        } else {
-            for item in iter {
-                let (k, v) = item?;
-                if !push(k.value(), v.value())? {
-                    break;
-                }
-            }
-        }
+        scan(iter, descending, |k, v| push(k.value(), v.value()))?;
         Ok(out)
     }
 
@@ -564,6 +524,34 @@ impl ShardReader {
             active_size: external + att_bytes,
             uuid: self.uuid.clone(),
         })
+    }
+}
+
+/// Feeds the entries of a range to `push`, from the highest key down when
+/// `descending`, until it returns `false` or the range ends.
+fn scan<'a, K: redb::Key + 'static, V: redb::Value + 'static>(
+    iter: redb::Range<'a, K, V>,
+    descending: bool,
+    push: impl FnMut(AccessGuard<'a, K>, AccessGuard<'a, V>) -> Result<bool, StorageError>,
+) -> Result<(), StorageError> {
+    fn feed<'a, K: redb::Key + 'static, V: redb::Value + 'static>(
+        items: impl Iterator<
+            Item = Result<(AccessGuard<'a, K>, AccessGuard<'a, V>), redb::StorageError>,
+        >,
+        mut push: impl FnMut(AccessGuard<'a, K>, AccessGuard<'a, V>) -> Result<bool, StorageError>,
+    ) -> Result<(), StorageError> {
+        for item in items {
+            let (k, v) = item?;
+            if !push(k, v)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+    if descending {
+        feed(iter.rev(), push)
+    } else {
+        feed(iter, push)
     }
 }
 

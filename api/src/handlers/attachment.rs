@@ -3,7 +3,7 @@
 use crate::att_data::{pieces_len, receive, stream_body, Compression, Incoming, Piece};
 use crate::doc_json::{self, parse_rev, ParsedDoc};
 use crate::error::{ApiError, ApiResult};
-use crate::handlers::document::{agreed_rev, if_none_match, url_encode, write, Saved};
+use crate::handlers::document::{agreed_rev, if_none_match, open_winner, url_encode, write, Saved};
 use crate::multipart;
 use crate::request::Req;
 use crate::response::{empty, head_of, with_header};
@@ -302,20 +302,10 @@ async fn edit(
             // A new document; deleting needs the document and the attachment to
             // exist (and then conflicts for want of a rev).
             if deleting {
-                let doc = state
-                    .coordinator
-                    .open_doc(ctx.db, id, RevSelector::Winner)
-                    .await?
-                    .ok_or_else(|| ApiError::not_found("missing"))?;
-                match doc.revs.into_iter().next() {
-                    Some(Ok(r)) if r.deleted => return Err(ApiError::not_found("deleted")),
-                    Some(Ok(r)) => {
-                        let atts = r.body.map(|b| b.attachments).unwrap_or_default();
-                        if !atts.iter().any(|a| a.name == name) {
-                            return Err(missing_att());
-                        }
-                    }
-                    _ => return Err(ApiError::not_found("missing")),
+                let r = open_winner(state, ctx, id).await?;
+                let atts = r.body.map(|b| b.attachments).unwrap_or_default();
+                if !atts.iter().any(|a| a.name == name) {
+                    return Err(missing_att());
                 }
             }
             (b"{}".to_vec(), Vec::new())

@@ -338,11 +338,7 @@ async fn render_rows(
                 out.extend_from_slice(b"data: ");
                 render_row(state, db, row, p, show_seq, out).await?;
                 out.extend_from_slice(b"\nid: ");
-                if show_seq {
-                    push_str(out, &row.seq);
-                } else {
-                    out.extend_from_slice(b"null");
-                }
+                push_seq(out, row, show_seq);
                 out.extend_from_slice(b"\n\n");
             }
         }
@@ -359,6 +355,15 @@ fn results_close(result: &ChangesResult, out: &mut Vec<u8>) {
     out.extend_from_slice(b"}\n");
 }
 
+/// A row's sequence as a JSON string, or `null` when sequences are not shown.
+fn push_seq(out: &mut Vec<u8>, row: &ChangesRow, show_seq: bool) {
+    if show_seq {
+        push_str(out, &row.seq);
+    } else {
+        out.extend_from_slice(b"null");
+    }
+}
+
 async fn render_row(
     state: &AppState,
     db: &str,
@@ -368,11 +373,7 @@ async fn render_row(
     out: &mut Vec<u8>,
 ) -> ApiResult<()> {
     out.extend_from_slice(b"{\"seq\":");
-    if show_seq {
-        push_str(out, &row.seq);
-    } else {
-        out.extend_from_slice(b"null");
-    }
+    push_seq(out, row, show_seq);
     out.extend_from_slice(b",\"id\":");
     push_str(out, &row.id);
     out.extend_from_slice(b",\"changes\":[");

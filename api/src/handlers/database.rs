@@ -62,19 +62,6 @@ fn shards_param(req: &Req, name: &str) -> ApiResult<Option<u32>> {
     }
 }
 
-/// Percent-encodes like `couch_util:url_encode`: only `[A-Za-z0-9_.:-]` stay as is.
-fn url_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b':') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 /// The absolute URL of `path` as the client addressed this server (CouchDB's
 /// `absolute_uri`: `X-Forwarded-Host`/`Host`, `X-Forwarded-Ssl`/`X-Forwarded-Proto`).
 fn absolute_uri(req: &Req, path: &str) -> String {
@@ -118,7 +105,7 @@ pub async fn create(state: &AppState, req: &Req, db: &str) -> ApiResult<Response
         StatusCode::ACCEPTED
     };
     let resp = json(status, &json!({"ok": true}));
-    let location = absolute_uri(req, &format!("/{}", url_encode(db)));
+    let location = absolute_uri(req, &format!("/{}", document::url_encode(db)));
     Ok(with_header(resp, "location", &location))
 }
 

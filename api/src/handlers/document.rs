@@ -527,7 +527,7 @@ fn doc_object(req: &Req) -> ApiResult<serde_json::Map<String, Value>> {
 
 /// Opens the winner as CouchDB's `couch_doc_open(Db, Id, nil, [])` does before a
 /// DELETE or COPY: 404 `missing` or `deleted`.
-async fn open_winner(
+pub(crate) async fn open_winner(
     state: &AppState,
     ctx: &DbCtx<'_>,
     id: &str,
@@ -621,7 +621,8 @@ async fn copy(state: &AppState, req: &Req, ctx: &DbCtx<'_>, id: &str) -> ApiResu
     save(state, req, ctx, parsed, dest_id, true).await
 }
 
-/// `s` encoded as `couch_util:url_encode` does (for `Location` headers).
+/// `s` encoded as `couch_util:url_encode` does (for `Location` headers): only
+/// `[A-Za-z0-9_.:-]` stay as is.
 pub fn url_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
