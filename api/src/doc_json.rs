@@ -28,6 +28,9 @@ pub struct ParsedDoc {
     /// Attachments marked `"follows": true`, whose data comes in later parts of a
     /// `multipart/related` body; each holds a placeholder in `attachments`.
     pub follows: Vec<Follows>,
+    /// `revpos` given with inline data attachments, by name: a replicated edit
+    /// (`new_edits=false`) keeps it, as CouchDB does.
+    pub data_revpos: Vec<(String, u64)>,
 }
 
 /// An attachment whose data follows the document in a multipart body.
@@ -118,7 +121,11 @@ pub fn format_digest(d: &[u8; 16]) -> String {
     format!("md5-{}", STANDARD.encode(d))
 }
 
-fn parse_attachments(v: Value, follows: &mut Vec<Follows>) -> ApiResult<Vec<NewAttachment>> {
+fn parse_attachments(
+    v: Value,
+    follows: &mut Vec<Follows>,
+    revpos_of: &mut Vec<(String, u64)>,
+) -> ApiResult<Vec<NewAttachment>> {
     let Value::Object(map) = v else {
         return Err(ApiError::doc_validation(
             "Bad special document member: _attachments",
@@ -172,6 +179,9 @@ fn parse_attachments(v: Value, follows: &mut Vec<Follows>) -> ApiResult<Vec<NewA
                 .ok_or_else(|| {
                     ApiError::bad_request(format!("Invalid attachment data for {name}"))
                 })?;
+            if let Some(revpos) = att.get("revpos").and_then(|v| v.as_u64()) {
+                revpos_of.push((name.clone(), revpos));
+            }
             out.push(NewAttachment::data(name, content_type, data));
         } else {
             return Err(ApiError::bad_request(format!(
@@ -205,7 +215,9 @@ pub fn parse_doc(obj: Map<String, Value>) -> ApiResult<ParsedDoc> {
                 _ => return Err(ApiError::bad_request("Invalid rev format")),
             },
             "_deleted" if v.is_boolean() => doc.deleted = v.as_bool().unwrap_or(false),
-            "_attachments" => doc.attachments = parse_attachments(v, &mut doc.follows)?,
+            "_attachments" => {
+                doc.attachments = parse_attachments(v, &mut doc.follows, &mut doc.data_revpos)?
+            }
             "_revisions" if v.is_object() => doc.revisions = Some(parse_revisions(&v)?),
             "_revs_info" | "_conflicts" | "_deleted_conflicts" | "_local_seq" | "_access" => {}
             _ => {
@@ -254,6 +266,40 @@ fn parse_revisions(v: &Value) -> ApiResult<(u64, Vec<String>)> {
     Ok((start, ids))
 }
 
+/// A replicated revision keeps the revpos its inline attachments were sent with
+/// (CouchDB never recomputes it for `new_edits=false`): such data is stored with
+/// the sender's metadata.
+fn keep_sent_revpos(attachments: &mut [NewAttachment], sent: &[(String, u64)]) {
+    for a in attachments.iter_mut() {
+        let NewAttachment::Data {
+            name,
+            content_type,
+            data,
+            encoding,
+            length,
+        } = a
+        else {
+            continue;
+        };
+        let Some(revpos) = sent.iter().find(|(n, _)| n == name).map(|(_, r)| *r) else {
+            continue;
+        };
+        let info = AttachmentInfo {
+            name: name.clone(),
+            content_type: content_type.clone(),
+            digest: chaise_storage::rev_id::md5_digest(data),
+            length: *length,
+            revpos,
+            encoded_length: encoding.as_ref().map(|_| data.len() as u64),
+            encoding: encoding.clone(),
+        };
+        *a = NewAttachment::Replica {
+            info,
+            data: std::mem::take(data),
+        };
+    }
+}
+
 /// Turns a parsed document into a storage update for document `id`; new
 /// identity-encoded data of compressible types is gzip-encoded on the way.
 pub fn to_update(
@@ -280,6 +326,9 @@ pub fn to_update(
             } => new_data(comp, name, content_type, data)?,
             other => other,
         });
+    }
+    if !new_edits {
+        keep_sent_revpos(&mut attachments, &doc.data_revpos);
     }
     let kind =
         if new_edits {

@@ -44,7 +44,15 @@ const seen = {
   after: { changesRows: 0, revsDiffIds: 0, bulkGetDocs: 0, bulkDocsDocs: 0, firstSince: undefined, requests: 0 },
 };
 
+/** The last requests, for the diagnosis when the sync gets stuck. */
+const recent = [];
+function remember(url, opts, what) {
+  recent.push(`${new Date().toISOString().slice(11, 23)} ${opts.method || 'GET'} ${url.replace(/^[^/]*\/\/[^/]*/, '').slice(0, 140)} -> ${what}`);
+  if (recent.length > 40) recent.shift();
+}
+
 function observe(url, opts, res, err) {
+  remember(url, opts, err ? `error ${err.code || err.message}` : res.status);
   if (phase.frozen) return;
   if (err) { phase.restarted = true; return; }
   const s = phase.restarted ? seen.after : seen.before;
@@ -76,11 +84,15 @@ function restartHandshake() {
   });
 }
 
+const written = { push: 0, pull: 0 };
+
 async function until(what, cond, ms = 90000) {
   const deadline = Date.now() + ms;
   for (;;) {
     if (await cond()) return;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > deadline) {
+      throw new Error(`timed out waiting for ${what}; docs written ${JSON.stringify(written)}; the last requests:\n  ${recent.join('\n  ')}`);
+    }
     await new Promise((r) => setTimeout(r, 100));
   }
 }
@@ -98,7 +110,7 @@ run(async () => {
   }
   log(`created ${N} docs on each side of ${name}`);
 
-  const written = { push: 0, pull: 0 };
+  written.push = 0; written.pull = 0;
   const errors = [];
   const sync = local.sync(remote, {
     live: true, retry: true, batch_size: BATCH, back_off_function: () => 300,

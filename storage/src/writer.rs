@@ -404,7 +404,15 @@ impl Writer {
                     // Already have it: nothing to do, and no new sequence.
                     return Ok(Ok(rev));
                 }
-                let atts = match resolve_replicated_atts(t, &self.uploads, &u, *pos)? {
+                // Stubs refer to attachments of revisions already here (CouchDB's
+                // merge_stubs): take their stored metadata, not the sender's.
+                let mut prior = Vec::new();
+                for leaf in &old_leaves {
+                    if let Some(b) = get_body(t, &u.id, leaf)? {
+                        prior.extend(b.attachments);
+                    }
+                }
+                let atts = match resolve_replicated_atts(t, &self.uploads, &u, *pos, &prior)? {
                     Ok(a) => a,
                     Err(e) => return Ok(Err(e)),
                 };
@@ -726,21 +734,25 @@ fn resolve_replicated_atts(
     uploads: &Uploads,
     u: &DocUpdate,
     pos: u64,
+    prior: &[AttachmentInfo],
 ) -> Result<Result<Vec<AttachmentInfo>, DocError>, StorageError> {
     let mut out = Vec::with_capacity(u.attachments.len());
     for a in &u.attachments {
         match a {
-            NewAttachment::Stub { name, info } => match info {
-                Some(info) if t.attachments.get(info.digest.as_slice())?.is_some() => {
-                    out.push(info.clone())
+            NewAttachment::Stub { name, info } => {
+                match (stored_stub(prior, name, info.as_ref()), info) {
+                    (Some(stored), _) => out.push(stored.clone()),
+                    (None, Some(info)) if t.attachments.get(info.digest.as_slice())?.is_some() => {
+                        out.push(info.clone())
+                    }
+                    _ => {
+                        return Ok(Err(DocError::MissingStub {
+                            id: u.id.clone(),
+                            name: name.clone(),
+                        }))
+                    }
                 }
-                _ => {
-                    return Ok(Err(DocError::MissingStub {
-                        id: u.id.clone(),
-                        name: name.clone(),
-                    }))
-                }
-            },
+            }
             new => match store_new(t, uploads, new, pos, true)? {
                 Ok(info) => out.extend(info),
                 Err(e) => return Ok(Err(e)),
@@ -748,6 +760,18 @@ fn resolve_replicated_atts(
         }
     }
     Ok(Ok(out))
+}
+
+/// The stored attachment a replicated stub names: same name, and the same revpos
+/// when the stub gives one (as couch_att:merge_stubs matches them).
+fn stored_stub<'a>(
+    prior: &'a [AttachmentInfo],
+    name: &str,
+    stub: Option<&AttachmentInfo>,
+) -> Option<&'a AttachmentInfo> {
+    prior
+        .iter()
+        .find(|p| p.name == name && stub.is_none_or(|s| s.revpos == 0 || s.revpos == p.revpos))
 }
 
 fn apply_local(

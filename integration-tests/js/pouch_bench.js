@@ -1,0 +1,61 @@
+'use strict';
+// PouchDB 9 (memory adapter) against Chaise: time to pull 10,000 ~1 KB docs from the
+// server and to push 10,000 ~1 KB docs to it. Prints the figures; asserts nothing
+// beyond the replications succeeding with the right counts.
+//
+//   node pouch_bench.js http://admin:secret@127.0.0.1:5984 [docs] [batch_size]
+
+const { serverUrl, log, dbName, remoteDb, localDb, run } = require('./lib');
+
+const N = Number(process.argv[3] || process.env.CHAISE_DOCS || 10000);
+const BATCH = Number(process.argv[4] || 100); // PouchDB's default batch_size
+const pad = (i) => String(i).padStart(6, '0');
+
+/** A ~1 KB document. */
+function doc(prefix, i) {
+  return {
+    _id: `${prefix}-${pad(i)}`,
+    n: i,
+    title: `document number ${i}`,
+    tags: ['bench', `t${i % 10}`, `g${i % 97}`],
+    body: 'lorem ipsum dolor sit amet '.repeat(34).slice(0, 900),
+  };
+}
+
+async function fill(db, prefix) {
+  for (let i = 0; i < N; i += 1000) {
+    const n = Math.min(1000, N - i);
+    await db.bulkDocs([...Array(n).keys()].map((k) => doc(prefix, i + k)));
+  }
+}
+
+async function timed(what, fn) {
+  const t = process.hrtime.bigint();
+  const res = await fn();
+  const ms = Number(process.hrtime.bigint() - t) / 1e6;
+  if (!res.ok || res.docs_written !== N) throw new Error(`${what}: ${JSON.stringify(res).slice(0, 500)}`);
+  console.log(`${what}: ${N} docs in ${(ms / 1000).toFixed(2)} s (${Math.round(N / (ms / 1000))} docs/s), batch_size ${BATCH}`);
+  return ms;
+}
+
+run(async () => {
+  const url = serverUrl();
+  // Pull: the server has the docs, an empty local db pulls them.
+  const src = remoteDb(url, dbName('bench-pull'));
+  await src.info();
+  await fill(src, 'p');
+  const sample = JSON.stringify(doc('p', 1)).length;
+  log(`server db filled with ${N} docs of ${sample} bytes`);
+  const pullTarget = localDb('bench-pull-local');
+  await timed('pull (Chaise -> PouchDB memory)', () => pullTarget.replicate.from(src, { batch_size: BATCH }));
+
+  // Push: a local db with the docs pushes them to an empty server db.
+  const local = localDb('bench-push-local');
+  await fill(local, 'q');
+  const dst = remoteDb(url, dbName('bench-push'));
+  await dst.info();
+  await timed('push (PouchDB memory -> Chaise)', () => local.replicate.to(dst, { batch_size: BATCH }));
+
+  await src.destroy();
+  await dst.destroy();
+});
