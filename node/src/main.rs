@@ -143,7 +143,7 @@ fn init_logging(level: &str) {
             "none" => "off",
             _ => "info",
         };
-        format!("{level},hyper=warn,h2=warn")
+        format!("{level},hyper=warn,h2=warn,openraft=warn")
     });
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
