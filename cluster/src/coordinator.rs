@@ -1306,11 +1306,7 @@ impl Coordinator {
         request: Vec<(String, Vec<Rev>)>,
     ) -> Result<Vec<(String, RevsDiff)>, ClusterError> {
         let map = self.map(db)?;
-        let order: Vec<String> = request.iter().map(|(id, _)| id.clone()).collect();
-        let mut per_range: Vec<Vec<(String, Vec<Rev>)>> = vec![Vec::new(); map.q()];
-        for (id, revs) in request {
-            per_range[map.range_index(&id)].push((id, revs));
-        }
+        let (order, per_range) = by_range(&map, request);
         let mut found = std::collections::HashMap::new();
         for (r, req) in per_range.into_iter().enumerate() {
             if req.is_empty() {
@@ -1338,11 +1334,7 @@ impl Coordinator {
         request: Vec<(String, Vec<Rev>)>,
     ) -> Result<Vec<(String, Vec<Rev>)>, ClusterError> {
         let map = self.map(db)?;
-        let order: Vec<String> = request.iter().map(|(id, _)| id.clone()).collect();
-        let mut per_range: Vec<Vec<(String, Vec<Rev>)>> = vec![Vec::new(); map.q()];
-        for (id, revs) in request {
-            per_range[map.range_index(&id)].push((id, revs));
-        }
+        let (order, per_range) = by_range(&map, request);
         let mut purged = std::collections::HashMap::new();
         for (r, reqs) in per_range.into_iter().enumerate() {
             if reqs.is_empty() {
@@ -1610,6 +1602,21 @@ impl ShardHandler for Coordinator {
 /// Whether an operation changes a shard's documents (an `updated` db event).
 fn writes_docs(op: &ShardOp) -> bool {
     matches!(op, ShardOp::UpdateDocs(_) | ShardOp::Purge(_))
+}
+
+/// Splits `(doc id, revs)` requests by the range holding each id; also returns
+/// the ids in request order, to put the answers back in that order.
+#[allow(clippy::type_complexity)]
+fn by_range(
+    map: &ShardMap,
+    request: Vec<(String, Vec<Rev>)>,
+) -> (Vec<String>, Vec<Vec<(String, Vec<Rev>)>>) {
+    let order = request.iter().map(|(id, _)| id.clone()).collect();
+    let mut per_range = vec![Vec::new(); map.q()];
+    for (id, revs) in request {
+        per_range[map.range_index(&id)].push((id, revs));
+    }
+    (order, per_range)
 }
 
 fn seq_entry(node: &str, range: &ShardRange, uuid: &str, seq: u64) -> SeqEntry {

@@ -704,13 +704,7 @@ fn resolve_interactive_atts(
     for a in &u.attachments {
         match a {
             NewAttachment::Stub { name, info } => {
-                // As couch_att:merge_stubs: a stub that names a revpos must match
-                // the parent's (0 means the client gave none).
-                let revpos = info.as_ref().map_or(0, |i| i.revpos);
-                match parent_atts
-                    .iter()
-                    .find(|p| &p.name == name && (revpos == 0 || p.revpos == revpos))
-                {
+                match stored_stub(parent_atts, name, info.as_ref()) {
                     Some(p) => out.push(p.clone()),
                     None => {
                         return Ok(Err(DocError::MissingStub {
