@@ -382,6 +382,11 @@ impl Coordinator {
         }
     }
 
+    /// Whether this node has caught up with the cluster metadata (for `/_up`).
+    pub fn readiness(&self) -> crate::raft::Readiness {
+        self.meta.readiness()
+    }
+
     /// The HTTP address of a member, for requests addressed to `/_node/{name}/...`.
     pub fn http_addr_of(&self, node: &str) -> Option<String> {
         self.meta

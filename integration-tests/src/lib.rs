@@ -187,8 +187,9 @@ impl Node {
     fn wait_up(&self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
+            // A node answering 404 (seeding, maintenance) is serving HTTP too.
             if let Ok(r) = self.client.get(self.url("/_up")).send() {
-                if r.status().is_success() {
+                if r.status().is_success() || r.status().as_u16() == 404 {
                     return;
                 }
             }

@@ -322,6 +322,25 @@ fn leader_kill_during_database_creation_leaves_no_half_database() {
     // A database that was not created exists nowhere (no half-created leftovers).
     let (s, _) = survivors[0].get("/racedb-never");
     assert_eq!(s, 404);
+
+    // `/_up` tells load balancers whether a node follows a leader: the two
+    // survivors are up; a lone survivor has no quorum and reports seeding until a
+    // peer comes back.
+    for n in survivors {
+        eventually("survivors to be up", 30, || {
+            n.get("/_up") == (200, json!({"status": "ok", "seeds": {}}))
+        });
+    }
+    c.nodes[2].kill9();
+    eventually("lone node to report seeding", 30, || {
+        let (s, b) = c.nodes[1].get("/_up");
+        s == 404 && b["status"] == "seeding" && b["seeds"].is_object()
+    });
+    let dead = c.nodes.pop().unwrap();
+    c.nodes.push(dead.restart(c.opts[2].clone()));
+    eventually("node to be up again", 30, || {
+        c.nodes[1].get("/_up").0 == 200 && c.nodes[2].get("/_up").0 == 200
+    });
 }
 
 #[test]

@@ -10,6 +10,7 @@ use crate::routes::not_allowed;
 use crate::{AppState, COUCHDB_VERSION};
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
+use chaise_cluster::raft::Readiness;
 use serde_json::{json, Value};
 
 fn get_only(req: &Req) -> ApiResult<()> {
@@ -54,7 +55,19 @@ pub fn up(state: &AppState, req: &Req) -> ApiResult<Response> {
             &json!({"status": "maintenance_mode"}),
         )),
         Some("nolb") => Ok(json(StatusCode::NOT_FOUND, &json!({"status": "nolb"}))),
-        _ => Ok(json(StatusCode::OK, &json!({"status": "ok", "seeds": {}}))),
+        _ => Ok(match state.coordinator.readiness() {
+            Readiness::Ready => json(StatusCode::OK, &json!({"status": "ok", "seeds": {}})),
+            Readiness::Seeding { leader, pending } => {
+                let mut seeds = serde_json::Map::new();
+                if let Some(leader) = leader {
+                    seeds.insert(leader, json!({"pending_updates": pending}));
+                }
+                json(
+                    StatusCode::NOT_FOUND,
+                    &json!({"status": "seeding", "seeds": seeds}),
+                )
+            }
+        }),
     }
 }
 

@@ -261,6 +261,32 @@ impl Metadata {
         out
     }
 
+    /// Whether this node has caught up with the cluster metadata. A member of a
+    /// cluster of several nodes is seeding while it knows no Raft leader or has log
+    /// entries it has not applied yet; it then answers `/_up` with 404, as a
+    /// CouchDB node pulling `_nodes`/`_dbs` from its seeds does.
+    pub fn readiness(&self) -> Readiness {
+        let m = self.raft.metrics();
+        let metrics = m.borrow();
+        let members = metrics.membership_config.membership().nodes().count();
+        if members <= 1 {
+            return Readiness::Ready;
+        }
+        let leader = metrics.current_leader.and_then(|id| {
+            metrics
+                .membership_config
+                .membership()
+                .get_node(&id)
+                .map(|n| Member::parse(&n.addr).name)
+        });
+        let applied = metrics.last_applied.map_or(0, |l| l.index);
+        let pending = metrics.last_log_index.unwrap_or(0).saturating_sub(applied);
+        match leader {
+            Some(_) if pending == 0 => Readiness::Ready,
+            leader => Readiness::Seeding { leader, pending },
+        }
+    }
+
     /// This node's own HTTP address.
     pub fn own_http(&self) -> Option<String> {
         self.http.clone()
@@ -270,6 +296,20 @@ impl Metadata {
     pub async fn shutdown(&self) {
         let _ = self.raft.shutdown().await;
     }
+}
+
+/// Whether a node may take traffic, as `/_up` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    /// The node knows the leader and has applied every metadata entry it holds.
+    Ready,
+    /// The node is still catching up with the cluster metadata.
+    Seeding {
+        /// The leader it follows, if it knows one.
+        leader: Option<String>,
+        /// Metadata log entries received but not applied yet.
+        pending: u64,
+    },
 }
 
 /// A change of the voting members, as forwarded to the leader.
