@@ -2,12 +2,13 @@
 //! routed to shard copies and merged into one answer.
 
 use crate::fabric::client::FabricClients;
-use crate::fabric::op::{execute, ShardOp, ShardReply};
+use crate::fabric::op::{execute, LocalScan, ShardOp, ShardReply};
 use crate::fabric::pb::ShardRef;
 use crate::fabric::server::{FabricService, ShardHandler};
 use crate::local_shards::LocalShards;
 use crate::quorum;
 use crate::raft::{Member, MetaCommand, MetaReply, Metadata};
+use crate::scan::{AllDocsCursor, ChangesCursor, ScanSource, SCAN_AHEAD};
 use crate::seq::{SeqEntry, SeqVector, UUID_PREFIX_LEN};
 use crate::shard_map::{doc_hash, ShardMap, ShardRange};
 use crate::ClusterError;
@@ -448,6 +449,68 @@ impl Coordinator {
         let reply: Result<ShardReply, String> =
             postcard::from_bytes(&reply).map_err(|e| ClusterError::Internal(e.to_string()))?;
         reply.map_err(ClusterError::Internal)
+    }
+
+    /// Starts a streamed read (changes, all_docs) on the copy of `range` held by
+    /// `node`: a local copy is read a batch at a time as the reader asks; a remote
+    /// one streams its batches, at most [`SCAN_AHEAD`] ahead of the reader.
+    pub(crate) async fn open_scan(
+        &self,
+        map: &ShardMap,
+        range: &ShardRange,
+        node: &str,
+        op: ShardOp,
+    ) -> Result<ScanSource, ClusterError> {
+        if node == self.node {
+            let shard = self.shards.get(map, range, false)?;
+            return Ok(ScanSource::Local(LocalScan::new(shard, op)));
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(SCAN_AHEAD);
+        let addr = self
+            .addr_of(node)
+            .ok_or_else(|| ClusterError::Internal(format!("unknown node {node}")))?;
+        let bytes = postcard::to_stdvec(&op).map_err(|e| ClusterError::Internal(e.to_string()))?;
+        let mut stream = self
+            .clients
+            .shard_stream(&addr, shard_ref(map, range), bytes)
+            .await
+            .map_err(|e| ClusterError::Unavailable(e.to_string()))?;
+        tokio::spawn(async move {
+            loop {
+                let reply = match stream.message().await {
+                    Ok(Some(msg)) => postcard::from_bytes::<Result<ShardReply, String>>(&msg.reply)
+                        .map_err(|e| ClusterError::Internal(e.to_string()))
+                        .and_then(|r| r.map_err(ClusterError::Internal)),
+                    Ok(None) => return,
+                    Err(status) => Err(ClusterError::Unavailable(
+                        FabricClients::status_error(&addr, status).to_string(),
+                    )),
+                };
+                let failed = reply.is_err();
+                if tx.send(reply).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(ScanSource::Remote(rx))
+    }
+
+    /// [`Coordinator::open_scan`] on one copy of `range`: this node's if it has
+    /// one, else the first other copy that answers.
+    pub(crate) async fn open_scan_any(
+        &self,
+        map: &ShardMap,
+        range: &ShardRange,
+        op: ShardOp,
+    ) -> Result<ScanSource, ClusterError> {
+        let mut last = ClusterError::Unavailable(format!("no copy of {} {}", map.db, range.name()));
+        for node in self.copies(range) {
+            match self.open_scan(map, range, &node, op.clone()).await {
+                Ok(rx) => return Ok(rx),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
     }
 
     /// Copies of a range, this node's first.
@@ -1113,42 +1176,37 @@ impl Coordinator {
         Ok(out)
     }
 
-    /// `_all_docs` over one copy of every range, merged in id order.
-    pub async fn all_docs(&self, db: &str, q: AllDocsQuery) -> Result<AllDocsResult, ClusterError> {
+    /// `_all_docs` over one copy of every range, merged in id order, as a cursor
+    /// that yields rows a batch at a time.
+    pub async fn all_docs_cursor(
+        &self,
+        db: &str,
+        q: AllDocsQuery,
+    ) -> Result<AllDocsCursor, ClusterError> {
         let map = self.map(db)?;
         let mut range = q.range.clone();
         range.limit = q.range.limit.saturating_add(q.skip);
-        let replies = self
-            .each_range(&map, |_| ShardOp::AllDocs {
+        let mut scans = Vec::with_capacity(map.ranges.len());
+        for r in &map.ranges {
+            let op = ShardOp::AllDocs {
                 range: range.clone(),
                 include_docs: q.include_docs,
-            })
-            .await?;
+            };
+            scans.push(self.open_scan_any(&map, r, op).await?);
+        }
+        AllDocsCursor::open(&q, scans).await
+    }
+
+    /// `_all_docs` over one copy of every range, merged in id order.
+    pub async fn all_docs(&self, db: &str, q: AllDocsQuery) -> Result<AllDocsResult, ClusterError> {
+        let mut cursor = self.all_docs_cursor(db, q).await?;
         let mut rows = Vec::new();
-        let (mut total, mut offset) = (0, 0);
-        for (_, reply) in replies {
-            match reply {
-                ShardReply::AllDocs {
-                    total: t,
-                    before,
-                    rows: r,
-                } => {
-                    total += t;
-                    offset += before;
-                    rows.extend(r);
-                }
-                other => return Err(unexpected(other)),
-            }
+        while let Some(batch) = cursor.next_batch().await? {
+            rows.extend(batch);
         }
-        if range.descending {
-            rows.sort_by(|a, b| b.id.cmp(&a.id));
-        } else {
-            rows.sort_by(|a, b| a.id.cmp(&b.id));
-        }
-        let rows = rows.into_iter().skip(q.skip).take(q.range.limit).collect();
         Ok(AllDocsResult {
-            total_rows: total,
-            offset: (offset + q.skip as u64).min(total),
+            total_rows: cursor.total_rows,
+            offset: cursor.offset,
             rows,
         })
     }
@@ -1200,12 +1258,17 @@ impl Coordinator {
             .collect())
     }
 
-    /// Changes since a position, from one copy of every range. A range whose copy
-    /// in `since` is gone restarts on another copy from 0: clients may see repeats,
-    /// never gaps.
-    pub async fn changes(&self, db: &str, q: ChangesQuery) -> Result<ChangesResult, ClusterError> {
+    /// Changes since a position, from one copy of every range, as a cursor that
+    /// yields rows a batch at a time. A range whose copy in `since` is gone
+    /// restarts on another copy from 0: clients may see repeats, never gaps.
+    pub async fn changes_cursor(
+        &self,
+        db: &str,
+        q: &ChangesQuery,
+    ) -> Result<ChangesCursor, ClusterError> {
         let map = self.map(db)?;
-        let mut shard_rows = Vec::with_capacity(map.ranges.len());
+        let mut scans = Vec::with_capacity(map.ranges.len());
+        let mut vector = Vec::with_capacity(map.ranges.len());
         for range in &map.ranges {
             let prefer = q
                 .since
@@ -1249,57 +1312,24 @@ impl Coordinator {
                 }),
                 design_only: q.design_only,
             };
-            let reply = self.call(&map, range, &node, op).await?;
+            scans.push(self.open_scan(&map, range, &node, op).await?);
             let start = if q.descending { info.update_seq } else { since };
-            shard_rows.push((range.clone(), node, info.uuid, start, reply));
+            vector.push(seq_entry(&node, range, &info.uuid, start));
         }
-        let mut vector: Vec<SeqEntry> = shard_rows
-            .iter()
-            .map(|(range, node, uuid, start, _)| seq_entry(node, range, uuid, *start))
-            .collect();
+        Ok(ChangesCursor::new(q, scans, vector))
+    }
+
+    /// Changes since a position, all of them up to the query's limit.
+    pub async fn changes(&self, db: &str, q: ChangesQuery) -> Result<ChangesResult, ClusterError> {
+        let mut cursor = self.changes_cursor(db, &q).await?;
         let mut rows = Vec::new();
-        let mut available = 0u64;
-        let mut end_seqs = Vec::with_capacity(shard_rows.len());
-        for (i, (_, _, _, _, reply)) in shard_rows.into_iter().enumerate() {
-            let ShardReply::Changes {
-                rows: changes,
-                update_seq,
-                pending,
-            } = reply
-            else {
-                return Err(unexpected(reply));
-            };
-            end_seqs.push(update_seq);
-            available += pending + changes.len() as u64;
-            for c in changes {
-                if rows.len() >= q.limit {
-                    break;
-                }
-                vector[i].seq = c.row.seq;
-                rows.push(ChangesRow {
-                    seq: SeqVector(vector.clone()).encode(),
-                    id: c.row.id,
-                    leaves: c.row.leaves,
-                    deleted: c.row.deleted,
-                    body: c.body,
-                    info: c.info,
-                });
-            }
+        while let Some(batch) = cursor.next_batch().await? {
+            rows.extend(batch);
         }
-        let pending = if q.doc_ids.is_some() {
-            0
-        } else {
-            available.saturating_sub(rows.len() as u64)
-        };
-        if !q.descending && rows.len() < q.limit {
-            // Everything was seen: the feed ends at the current end of every range.
-            for (e, end) in vector.iter_mut().zip(end_seqs) {
-                e.seq = e.seq.max(end);
-            }
-        }
+        let (last_seq, pending) = cursor.finish().await?;
         Ok(ChangesResult {
             rows,
-            last_seq: SeqVector(vector).encode(),
+            last_seq,
             pending,
         })
     }
@@ -1573,21 +1603,7 @@ pub struct NodeStatus {
 impl ShardHandler for Coordinator {
     async fn handle(&self, call: crate::fabric::pb::ShardCall) -> Result<Vec<u8>, String> {
         let result: Result<ShardReply, String> = async {
-            let shard = call.shard.ok_or("missing shard")?;
-            let map = self.map(&shard.db).map_err(|e| e.to_string())?;
-            if map.suffix != shard.suffix {
-                return Err(format!("no such shard of {} (recreated?)", shard.db));
-            }
-            let range = map
-                .ranges
-                .iter()
-                .find(|r| r.begin == shard.range_begin && r.end == shard.range_end)
-                .ok_or("no such range")?;
-            let op: ShardOp = postcard::from_bytes(&call.op).map_err(|e| e.to_string())?;
-            let local = self
-                .shards
-                .get(&map, range, false)
-                .map_err(|e| e.to_string())?;
+            let (map, local, op) = self.resolve_call(&call)?;
             let writes = writes_docs(&op);
             let reply = execute(&local, op).await.map_err(|e| e.to_string())?;
             if writes {
@@ -1599,8 +1615,54 @@ impl ShardHandler for Coordinator {
         postcard::to_stdvec(&result).map_err(|e| e.to_string())
     }
 
+    async fn handle_stream(
+        &self,
+        call: crate::fabric::pb::ShardCall,
+    ) -> Result<tokio::sync::mpsc::Receiver<Vec<u8>>, String> {
+        let (_, local, op) = self.resolve_call(&call)?;
+        let mut scan = LocalScan::new(local, op);
+        let (out, rx) = tokio::sync::mpsc::channel(SCAN_AHEAD);
+        tokio::spawn(async move {
+            while let Some(reply) = scan.next().await {
+                let reply = reply.map_err(|e| e.to_string());
+                let Ok(bytes) = postcard::to_stdvec(&reply) else {
+                    return;
+                };
+                if out.send(bytes).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(rx)
+    }
+
     async fn status(&self) -> Vec<u8> {
         serde_json::to_vec(&Coordinator::status(self).await).unwrap_or_default()
+    }
+}
+
+impl Coordinator {
+    /// The local copy a fabric call addresses, and its decoded operation.
+    fn resolve_call(
+        &self,
+        call: &crate::fabric::pb::ShardCall,
+    ) -> Result<(Arc<ShardMap>, Arc<chaise_storage::Shard>, ShardOp), String> {
+        let shard = call.shard.as_ref().ok_or("missing shard")?;
+        let map = self.map(&shard.db).map_err(|e| e.to_string())?;
+        if map.suffix != shard.suffix {
+            return Err(format!("no such shard of {} (recreated?)", shard.db));
+        }
+        let range = map
+            .ranges
+            .iter()
+            .find(|r| r.begin == shard.range_begin && r.end == shard.range_end)
+            .ok_or("no such range")?;
+        let op: ShardOp = postcard::from_bytes(&call.op).map_err(|e| e.to_string())?;
+        let local = self
+            .shards
+            .get(&map, range, false)
+            .map_err(|e| e.to_string())?;
+        Ok((map, local, op))
     }
 }
 

@@ -17,6 +17,7 @@ mod local_shards;
 pub mod quorum;
 pub mod raft;
 pub mod ring;
+mod scan;
 pub mod seq;
 pub mod shard_map;
 
@@ -27,4 +28,5 @@ pub use coordinator::{
 };
 pub use error::ClusterError;
 pub use raft::{MetaCommand, MetaReply};
+pub use scan::{AllDocsCursor, ChangesCursor};
 pub use shard_map::{ShardMap, ShardRange};

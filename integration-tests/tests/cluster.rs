@@ -253,6 +253,35 @@ fn three_nodes_quorum_failover_and_convergence() {
     }
     let (_, b) = c.nodes[2].get("/_membership");
     assert_eq!(b["cluster_nodes"], json!(expected));
+
+    // One copy per range (n=1): most ranges live on other nodes, so long listings
+    // stream across the fabric in batches and merge; every node gives the same.
+    let (s, b) = c.nodes[0].json("PUT", "/spread?q=4&n=1", None);
+    assert_eq!(s, 201, "{b}");
+    let docs: Vec<Value> = (0..2400)
+        .map(|i| json!({"_id": format!("s{i:05}")}))
+        .collect();
+    let (s, b) = c.nodes[0].post("/spread/_bulk_docs", json!({ "docs": docs }));
+    assert_eq!(s, 201, "{b}");
+    let ids: Vec<String> = (0..2400).map(|i| format!("s{i:05}")).collect();
+    for node in &c.nodes {
+        let (s, b) = node.get("/spread/_all_docs?skip=100&limit=2200");
+        assert_eq!(s, 200, "{b}");
+        assert_eq!(b["total_rows"], 2400);
+        assert_eq!(b["offset"], 100);
+        assert_eq!(row_ids(&b), ids[100..2300].to_vec());
+        let (s, b) = node.get("/spread/_changes");
+        assert_eq!(s, 200, "{b}");
+        let mut seen: Vec<String> = b["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect();
+        seen.sort();
+        assert_eq!(seen, ids);
+        assert_eq!(b["pending"], 0);
+    }
 }
 
 #[test]

@@ -2,6 +2,7 @@
 
 use crate::doc_json::{render_doc, render_local, RenderOpts, RenderRev};
 use crate::error::{ApiError, ApiResult};
+use crate::handlers::changes::{send, streamed, BodySender, Feed};
 use crate::handlers::document::inline_data;
 use crate::request::Req;
 use crate::response::{json_bytes, push_json, push_str};
@@ -9,7 +10,7 @@ use crate::routes::{not_allowed, DbCtx};
 use crate::AppState;
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
-use chaise_cluster::{AllDocsQuery, AllDocsRow};
+use chaise_cluster::{AllDocsCursor, AllDocsQuery, AllDocsRow};
 use chaise_storage::AllDocsRange;
 use serde_json::{json, Value};
 
@@ -195,10 +196,92 @@ pub async fn all_docs(
     kind: Kind,
 ) -> ApiResult<Response> {
     let pairs = request_pairs(req)?;
-    let body = run(state, ctx, kind, &pairs).await?;
-    let mut out = body;
-    out.push(b'\n');
-    Ok(json_bytes(StatusCode::OK, out))
+    let Listing { mut head, rows, p } = listing(state, ctx, kind, &pairs).await?;
+    let cursor = match rows {
+        Rows::Rendered(rows) => {
+            write_rendered(&mut head, &rows);
+            head.extend_from_slice(LISTING_CLOSE);
+            head.push(b'\n');
+            return Ok(json_bytes(StatusCode::OK, head));
+        }
+        Rows::Cursor(cursor) => cursor,
+    };
+    let shared = state
+        .shared()
+        .ok_or_else(|| ApiError::internal("the server is stopping"))?;
+    let (tx, resp) = streamed(Feed::Normal);
+    let db = ctx.db.to_string();
+    tokio::spawn(async move {
+        let mut out = head;
+        match write_cursor(&shared, &db, &p, cursor, &mut out, Some(&tx)).await {
+            Ok(true) => {
+                out.extend_from_slice(LISTING_CLOSE);
+                out.push(b'\n');
+                send(&tx, out).await;
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(%db, error = %e.reason, "_all_docs cut short"),
+        }
+    });
+    Ok(resp)
+}
+
+/// The end of a listing (couch_mrview_http closes it with "\r\n]}").
+const LISTING_CLOSE: &[u8] = b"\r\n]}";
+
+/// Bytes a streamed listing gathers before sending them on.
+const SEND_AT: usize = 64 * 1024;
+
+/// A listing's rows: rendered already, or still to read from the shards.
+enum Rows {
+    Rendered(Vec<Vec<u8>>),
+    Cursor(AllDocsCursor),
+}
+
+/// A listing before its rows: the opening up to `"rows":[`, the rows, and the
+/// parameters that render them.
+struct Listing {
+    head: Vec<u8>,
+    rows: Rows,
+    p: Params,
+}
+
+/// Appends rendered rows, separated as couch_mrview_http does (",\r\n").
+fn write_rendered(out: &mut Vec<u8>, rows: &[Vec<u8>]) {
+    for (i, row) in rows.iter().enumerate() {
+        if i > 0 {
+            out.extend_from_slice(b",\r\n");
+        }
+        out.extend_from_slice(row);
+    }
+}
+
+/// Renders the rows of a cursor into `out`, sending `out` on to `tx` whenever it
+/// fills up (when streaming). `false` when the client went away.
+async fn write_cursor(
+    state: &AppState,
+    db: &str,
+    p: &Params,
+    mut cursor: AllDocsCursor,
+    out: &mut Vec<u8>,
+    tx: Option<&BodySender>,
+) -> ApiResult<bool> {
+    let mut first = true;
+    while let Some(rows) = cursor.next_batch().await? {
+        for r in &rows {
+            if !first {
+                out.extend_from_slice(b",\r\n");
+            }
+            first = false;
+            render_row(state, db, r, p, out).await?;
+        }
+        if let Some(tx) = tx {
+            if out.len() >= SEND_AT && !send(tx, std::mem::take(out)).await {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
 }
 
 /// `GET|POST /{db}/_local_docs`.
@@ -303,15 +386,35 @@ async fn design_doc_count(state: &AppState, ctx: &DbCtx<'_>) -> ApiResult<u64> {
     Ok(state.coordinator.all_docs(ctx.db, q).await?.rows.len() as u64)
 }
 
+/// One listing, whole (for `/queries`).
 async fn run(
     state: &AppState,
     ctx: &DbCtx<'_>,
     kind: Kind,
     pairs: &[(String, String)],
 ) -> ApiResult<Vec<u8>> {
+    let Listing { mut head, rows, p } = listing(state, ctx, kind, pairs).await?;
+    match rows {
+        Rows::Rendered(rows) => write_rendered(&mut head, &rows),
+        Rows::Cursor(cursor) => {
+            write_cursor(state, ctx.db, &p, cursor, &mut head, None).await?;
+        }
+    }
+    head.extend_from_slice(LISTING_CLOSE);
+    Ok(head)
+}
+
+/// Parses a listing request and reads what comes before its rows.
+async fn listing(
+    state: &AppState,
+    ctx: &DbCtx<'_>,
+    kind: Kind,
+    pairs: &[(String, String)],
+) -> ApiResult<Listing> {
     let p = parse_params(pairs)?;
     let mut out = Vec::with_capacity(4096);
     let mut rows: Vec<Vec<u8>> = Vec::new();
+    let mut cursor = None;
     let (total, offset): (Option<u64>, Option<u64>);
     // `Some(None)` renders `"update_seq":null`.
     let mut update_seq: Option<Option<String>> = None;
@@ -353,7 +456,11 @@ async fn run(
                 .await?;
             for (key, row) in keys.iter().zip(found) {
                 rows.push(match row {
-                    Some(r) => render_row(state, ctx, &r, &p).await?,
+                    Some(r) => {
+                        let mut out = Vec::new();
+                        render_row(state, ctx.db, &r, &p, &mut out).await?;
+                        out
+                    }
                     None => not_found(key),
                 });
             }
@@ -380,9 +487,9 @@ async fn run(
         }
     } else {
         let range = range_for(kind, &p);
-        let result = state
+        let c = state
             .coordinator
-            .all_docs(
+            .all_docs_cursor(
                 ctx.db,
                 AllDocsQuery {
                     range,
@@ -391,19 +498,17 @@ async fn run(
                 },
             )
             .await?;
-        for r in &result.rows {
-            rows.push(render_row(state, ctx, r, &p).await?);
-        }
         if kind == Kind::Design {
             // The offset counts every document before the first row, capped by the
             // total as fabric does.
             let n = design_doc_count(state, ctx).await?;
             total = Some(n);
-            offset = Some(result.offset.min(n));
+            offset = Some(c.offset.min(n));
         } else {
-            total = Some(result.total_rows);
-            offset = Some(result.offset);
+            total = Some(c.total_rows);
+            offset = Some(c.offset);
         }
+        cursor = Some(c);
         if p.update_seq {
             let seq = state.coordinator.current_seq(ctx.db).await?.encode();
             update_seq = Some(Some(seq));
@@ -420,33 +525,32 @@ async fn run(
     // couch_mrview_http: the meta chunk ends in "[\r\n", rows are separated by
     // ",\r\n" and the listing closes with "\r\n]}".
     out.extend_from_slice(b",\"rows\":[\r\n");
-    for (i, row) in rows.iter().enumerate() {
-        if i > 0 {
-            out.extend_from_slice(b",\r\n");
-        }
-        out.extend_from_slice(row);
-    }
-    out.extend_from_slice(b"\r\n]}");
-    Ok(out)
+    let rows = match cursor {
+        Some(c) => Rows::Cursor(c),
+        None => Rows::Rendered(rows),
+    };
+    Ok(Listing { head: out, rows, p })
 }
 
+/// Appends one `_all_docs` row.
 async fn render_row(
     state: &AppState,
-    ctx: &DbCtx<'_>,
+    db: &str,
     r: &AllDocsRow,
     p: &Params,
-) -> ApiResult<Vec<u8>> {
-    let mut row = b"{\"id\":".to_vec();
-    push_str(&mut row, &r.id);
+    row: &mut Vec<u8>,
+) -> ApiResult<()> {
+    row.extend_from_slice(b"{\"id\":");
+    push_str(row, &r.id);
     row.extend_from_slice(b",\"key\":");
-    push_str(&mut row, &r.id);
+    push_str(row, &r.id);
     let winner = r.info.tree.winner();
     row.extend_from_slice(b",\"value\":{\"rev\":");
     let rev = winner
         .as_ref()
         .map(|w| w.rev.to_string())
         .unwrap_or_default();
-    push_str(&mut row, &rev);
+    push_str(row, &rev);
     let deleted = winner.as_ref().is_none_or(|w| w.deleted);
     if deleted {
         row.extend_from_slice(b",\"deleted\":true");
@@ -456,9 +560,9 @@ async fn render_row(
         row.extend_from_slice(b",\"doc\":");
         match (&r.body, &winner) {
             (Some(body), Some(w)) if !deleted => {
-                let data = inline_data(state, ctx.db, &r.id, &body.attachments, &p.opts).await?;
+                let data = inline_data(state, db, &r.id, &body.attachments, &p.opts).await?;
                 render_doc(
-                    &mut row,
+                    row,
                     &RenderRev {
                         id: &r.id,
                         rev: &w.rev,
@@ -475,5 +579,5 @@ async fn render_row(
         }
     }
     row.push(b'}');
-    Ok(row)
+    Ok(())
 }

@@ -10,7 +10,7 @@ use crate::doc_json::{render_doc, RenderOpts, RenderRev};
 use crate::error::{ApiError, ApiResult};
 use crate::handlers::document::inline_data;
 use crate::request::Req;
-use crate::response::{json_bytes, push_json, push_str};
+use crate::response::{push_json, push_str};
 use crate::routes::{not_allowed, DbCtx};
 use crate::AppState;
 use axum::body::Body;
@@ -18,7 +18,7 @@ use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
 use chaise_cluster::seq::SeqVector;
-use chaise_cluster::{ChangesQuery, ChangesResult, ChangesRow};
+use chaise_cluster::{ChangesCursor, ChangesQuery, ChangesResult, ChangesRow};
 use serde_json::Value;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -187,12 +187,21 @@ pub async fn changes(state: &AppState, req: &Req, ctx: &DbCtx<'_>) -> ApiResult<
     }
     let p = parse(state, req, ctx).await?;
     if p.feed == Feed::Normal {
-        let result = state.coordinator.changes(ctx.db, p.query.clone()).await?;
-        let mut out = Vec::with_capacity(64 + result.rows.len() * 96);
-        out.extend_from_slice(RESULTS_OPEN);
-        render_rows(state, ctx.db, &p, &result.rows, &mut out).await?;
-        results_close(&result, &mut out);
-        return Ok(json_bytes(StatusCode::OK, out));
+        // Errors opening the feed or reading its first rows still get a status;
+        // the rest is streamed as the copies deliver it.
+        let mut cursor = state.coordinator.changes_cursor(ctx.db, &p.query).await?;
+        let first = cursor.next_batch().await?;
+        let shared = state
+            .shared()
+            .ok_or_else(|| ApiError::internal("the server is stopping"))?;
+        let (tx, resp) = streamed(Feed::Normal);
+        let db = ctx.db.to_string();
+        tokio::spawn(async move {
+            if let Err(e) = stream_normal(&shared, &db, &p, cursor, first, &tx).await {
+                tracing::warn!(%db, error = %e.reason, "changes feed cut short");
+            }
+        });
+        return Ok(resp);
     }
     let shared = state
         .shared()
@@ -309,23 +318,57 @@ async fn parse(state: &AppState, req: &Req, ctx: &DbCtx<'_>) -> ApiResult<Params
     })
 }
 
+/// Bytes a streamed feed gathers before sending them on.
+const SEND_AT: usize = 64 * 1024;
+
+/// Streams a normal feed's body from its cursor, one batch after the other.
+async fn stream_normal(
+    state: &AppState,
+    db: &str,
+    p: &Params,
+    mut cursor: ChangesCursor,
+    first: Option<Vec<ChangesRow>>,
+    tx: &BodySender,
+) -> ApiResult<()> {
+    let mut out = RESULTS_OPEN.to_vec();
+    let mut at = 0;
+    let mut batch = first;
+    while let Some(rows) = batch {
+        // The next batch is read first: `seq_interval` shows the very last seq.
+        let next = cursor.next_batch().await?;
+        render_rows(state, db, p, &rows, (at, next.is_none()), &mut out).await?;
+        at += rows.len();
+        if out.len() >= SEND_AT && !send(tx, std::mem::take(&mut out)).await {
+            return Ok(());
+        }
+        batch = next;
+    }
+    let (last_seq, pending) = cursor.finish().await?;
+    results_close(&last_seq, pending, &mut out);
+    send(tx, out).await;
+    Ok(())
+}
+
 /// Renders a batch of rows in the feed's framing: joined by `",\n"` in a JSON
 /// body, one per line for continuous feeds, one event each for eventsource.
+/// `(at, ends)`: the index of the batch's first row in the body, and whether the
+/// batch is the body's last.
 async fn render_rows(
     state: &AppState,
     db: &str,
     p: &Params,
     rows: &[ChangesRow],
+    (at, ends): (usize, bool),
     out: &mut Vec<u8>,
 ) -> ApiResult<()> {
     let n = rows.len();
     for (i, row) in rows.iter().enumerate() {
         let show_seq = p
             .seq_interval
-            .is_none_or(|k| (i + 1) % (k as usize) == 0 || i + 1 == n);
+            .is_none_or(|k| (at + i + 1) % (k as usize) == 0 || (ends && i + 1 == n));
         match p.feed {
             Feed::Normal | Feed::Longpoll => {
-                if i > 0 {
+                if at + i > 0 {
                     out.extend_from_slice(b",\n");
                 }
                 render_row(state, db, row, p, show_seq, out).await?;
@@ -347,11 +390,11 @@ async fn render_rows(
 }
 
 /// The end of a normal or longpoll body: `"\n],\n\"last_seq\":...,\"pending\":N}\n"`.
-fn results_close(result: &ChangesResult, out: &mut Vec<u8>) {
+fn results_close(last_seq: &str, pending: u64, out: &mut Vec<u8>) {
     out.extend_from_slice(b"\n],\n\"last_seq\":");
-    push_str(out, &result.last_seq);
+    push_str(out, last_seq);
     out.extend_from_slice(b",\"pending\":");
-    out.extend_from_slice(result.pending.to_string().as_bytes());
+    out.extend_from_slice(pending.to_string().as_bytes());
     out.extend_from_slice(b"}\n");
 }
 
@@ -568,12 +611,12 @@ async fn live_loop(state: &AppState, db: &str, p: Params, tx: &BodySender) -> Ap
                 if !opened {
                     out.extend_from_slice(RESULTS_OPEN);
                 }
-                render_rows(state, db, &p, &result.rows, &mut out).await?;
-                results_close(&result, &mut out);
+                render_rows(state, db, &p, &result.rows, (0, true), &mut out).await?;
+                results_close(&result.last_seq, result.pending, &mut out);
                 send(tx, out).await;
                 return Ok(());
             }
-            render_rows(state, db, &p, &result.rows, &mut out).await?;
+            render_rows(state, db, &p, &result.rows, (0, true), &mut out).await?;
             if query.limit == 0 {
                 end_live(p.feed, &result, &mut out);
                 send(tx, out).await;
@@ -605,7 +648,7 @@ async fn live_loop(state: &AppState, db: &str, p: Params, tx: &BodySender) -> Ap
                         if !opened {
                             out.extend_from_slice(RESULTS_OPEN);
                         }
-                        results_close(&result, &mut out);
+                        results_close(&result.last_seq, result.pending, &mut out);
                     } else {
                         end_live(p.feed, &result, &mut out);
                     }

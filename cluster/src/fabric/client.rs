@@ -87,7 +87,8 @@ impl FabricClients {
         req
     }
 
-    fn status_error(addr: &str, s: tonic::Status) -> FabricError {
+    /// A failed call's status as a fabric error.
+    pub(crate) fn status_error(addr: &str, s: tonic::Status) -> FabricError {
         match s.code() {
             tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
                 FabricError::Unreachable {
@@ -156,5 +157,26 @@ impl FabricClients {
             .await
             .map_err(|s| Self::status_error(addr, s))?;
         Ok(resp.into_inner().reply)
+    }
+
+    /// Runs one long shard read on the node at `addr`; its replies arrive as a
+    /// stream, one per batch, paced by the reader (HTTP/2 flow control).
+    pub async fn shard_stream(
+        &self,
+        addr: &str,
+        shard: ShardRef,
+        op: Vec<u8>,
+    ) -> Result<tonic::Streaming<super::pb::ShardReply>, FabricError> {
+        let mut client = self.client(addr)?;
+        let req = self.request(ShardCall {
+            op_version: super::OP_VERSION,
+            shard: Some(shard),
+            op,
+        });
+        let resp = client
+            .shard_stream(req)
+            .await
+            .map_err(|s| Self::status_error(addr, s))?;
+        Ok(resp.into_inner())
     }
 }

@@ -8,6 +8,7 @@ use chaise_storage::{
     Shard, ShardInfo, ShardReader, StagedBlob, UpdateResult,
 };
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// One operation on one shard copy.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -214,6 +215,174 @@ pub async fn execute(shard: &Shard, op: ShardOp) -> Result<ShardReply, ClusterEr
     })
 }
 
+/// Rows one message of a streamed scan carries at most: bounds what either side of
+/// a long `_changes` or `_all_docs` scan holds at once.
+pub const SCAN_BATCH: usize = 1000;
+
+/// A long read on a local shard copy, read one batch per [`LocalScan::next`]: the
+/// reader pulls, so the scan never holds more than one batch and a slow reader
+/// slows it down. Each batch reads a fresh snapshot (no read transaction stays open
+/// between batches). Changes continue after the last sequence read, `_all_docs`
+/// after the last id; every other operation, and changes filtered by id or read
+/// newest first, answer in one batch. Only the first `_all_docs` batch counts
+/// `total` and `before`.
+pub struct LocalScan {
+    shard: Arc<Shard>,
+    next: ScanStep,
+}
+
+/// What a [`LocalScan`] reads next.
+enum ScanStep {
+    /// Changes after `since`, `left` rows still wanted.
+    Changes {
+        since: u64,
+        left: usize,
+        include_docs: bool,
+    },
+    /// `_all_docs` from `range.start` (dropping `after`, the id the previous
+    /// batch ended on), `left` rows still wanted.
+    AllDocs {
+        range: AllDocsRange,
+        after: Option<String>,
+        left: usize,
+        include_docs: bool,
+    },
+    /// An operation answered in one batch.
+    Once(ShardOp),
+    /// Nothing: the scan ended.
+    Done,
+}
+
+impl LocalScan {
+    /// A scan of `op` on `shard`; nothing is read until [`LocalScan::next`].
+    pub fn new(shard: Arc<Shard>, op: ShardOp) -> Self {
+        let next = match op {
+            ShardOp::Changes {
+                since,
+                limit,
+                descending: false,
+                include_docs,
+                doc_ids: None,
+                design_only: false,
+            } => ScanStep::Changes {
+                since,
+                left: limit,
+                include_docs,
+            },
+            ShardOp::AllDocs {
+                range,
+                include_docs,
+            } => ScanStep::AllDocs {
+                left: range.limit,
+                range,
+                after: None,
+                include_docs,
+            },
+            op => ScanStep::Once(op),
+        };
+        LocalScan { shard, next }
+    }
+
+    /// The next batch; `None` once the scan ended.
+    pub async fn next(&mut self) -> Option<Result<ShardReply, ClusterError>> {
+        let step = std::mem::replace(&mut self.next, ScanStep::Done);
+        let reply = match step {
+            ScanStep::Done => return None,
+            ScanStep::Once(op) => execute(&self.shard, op).await,
+            ScanStep::Changes {
+                since,
+                left,
+                include_docs,
+            } => {
+                let batch = left.min(SCAN_BATCH);
+                let reply = self
+                    .shard
+                    .reader()
+                    .map_err(ClusterError::from)
+                    .and_then(|r| changes(&r, since, batch, false, include_docs, None, false));
+                if let Ok(ShardReply::Changes { rows, .. }) = &reply {
+                    match rows.last() {
+                        Some(last) if rows.len() == batch && left > batch => {
+                            self.next = ScanStep::Changes {
+                                since: last.row.seq,
+                                left: left - batch,
+                                include_docs,
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                reply
+            }
+            ScanStep::AllDocs {
+                mut range,
+                after,
+                left,
+                include_docs,
+            } => {
+                let batch = left.min(SCAN_BATCH);
+                range.limit = batch.saturating_add(usize::from(after.is_some()));
+                let reply = self
+                    .shard
+                    .reader()
+                    .map_err(ClusterError::from)
+                    .and_then(|r| all_docs_batch(&r, &range, include_docs, after.as_deref()));
+                if let Ok(ShardReply::AllDocs { rows, .. }) = &reply {
+                    match rows.last() {
+                        Some(last) if rows.len() == batch && left > batch => {
+                            range.start = Some(last.id.clone());
+                            self.next = ScanStep::AllDocs {
+                                after: Some(last.id.clone()),
+                                range,
+                                left: left - batch,
+                                include_docs,
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                reply
+            }
+        };
+        Some(reply)
+    }
+}
+
+/// The rows of an `_all_docs` range. A batch that continues a scan (`after` is the
+/// id the previous batch ended on, where this one starts) drops that id and does
+/// not count `total` and `before` again.
+fn all_docs_batch(
+    reader: &ShardReader,
+    range: &AllDocsRange,
+    include_docs: bool,
+    after: Option<&str>,
+) -> Result<ShardReply, ClusterError> {
+    let (total, before) = match (after, &range.start) {
+        (Some(_), _) => (0, 0),
+        (None, Some(start)) => (
+            reader.info()?.doc_count,
+            reader.count_before(start, range.descending)?,
+        ),
+        (None, None) => (reader.info()?.doc_count, 0),
+    };
+    let mut rows = Vec::new();
+    for (id, info) in reader.all_docs(range)? {
+        if after == Some(id.as_str()) {
+            continue;
+        }
+        let body = winner_body(reader, &id, &info, include_docs)?;
+        rows.push(AllDocsRow { id, info, body });
+    }
+    // A continuing batch asked for one row more than it keeps (the `after` row),
+    // which may have been deleted since.
+    rows.truncate(range.limit.saturating_sub(usize::from(after.is_some())));
+    Ok(ShardReply::AllDocs {
+        total,
+        before,
+        rows,
+    })
+}
+
 /// Runs a read operation on a snapshot of a shard.
 fn read_op(reader: &ShardReader, op: ShardOp) -> Result<ShardReply, ClusterError> {
     Ok(match op {
@@ -234,22 +403,7 @@ fn read_op(reader: &ShardReader, op: ShardOp) -> Result<ShardReply, ClusterError
         ShardOp::AllDocs {
             range,
             include_docs,
-        } => {
-            let before = match &range.start {
-                Some(start) => reader.count_before(start, range.descending)?,
-                None => 0,
-            };
-            let mut rows = Vec::new();
-            for (id, info) in reader.all_docs(&range)? {
-                let body = winner_body(reader, &id, &info, include_docs)?;
-                rows.push(AllDocsRow { id, info, body });
-            }
-            ShardReply::AllDocs {
-                total: reader.info()?.doc_count,
-                before,
-                rows,
-            }
-        }
+        } => all_docs_batch(reader, &range, include_docs, None)?,
         ShardOp::Changes {
             since,
             limit,

@@ -16,6 +16,13 @@ pub trait ShardHandler: Send + Sync + 'static {
     /// Executes one encoded shard operation and returns the encoded reply.
     async fn handle(&self, call: ShardCall) -> Result<Vec<u8>, String>;
 
+    /// Runs one encoded long read (changes, all_docs) and returns its encoded
+    /// replies as they are produced, one per batch.
+    async fn handle_stream(
+        &self,
+        call: ShardCall,
+    ) -> Result<tokio::sync::mpsc::Receiver<Vec<u8>>, String>;
+
     /// This node's encoded status, for a node that wants to add it.
     async fn status(&self) -> Vec<u8>;
 }
@@ -131,8 +138,20 @@ impl Fabric for FabricService {
     async fn shard_stream(&self, req: Request<ShardCall>) -> Result<Response<ReplyStream>, Status> {
         self.check(&req)?;
         let call = req.into_inner();
-        let reply = self.shards.handle(call).await.map_err(Status::internal)?;
-        let stream = tokio_stream::once(Ok(ShardReply { reply }));
+        if call.op_version != super::OP_VERSION {
+            return Err(Status::failed_precondition(
+                "fabric operation version mismatch",
+            ));
+        }
+        let replies = self
+            .shards
+            .handle_stream(call)
+            .await
+            .map_err(Status::internal)?;
+        let stream = tokio_stream::StreamExt::map(
+            tokio_stream::wrappers::ReceiverStream::new(replies),
+            |reply| Ok(ShardReply { reply }),
+        );
         Ok(Response::new(Box::pin(stream)))
     }
 
