@@ -1,5 +1,5 @@
 //! HTTP access to one CouchDB-compatible server: URL and credential handling,
-//! a keep-alive connection pool, and status-checked requests.
+//! a keep-alive connection pool, status-checked requests, and live feeds.
 
 use std::time::Duration;
 
@@ -8,7 +8,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use rand::Rng;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
-use reqwest::{Client, Method, StatusCode, Url};
+use reqwest::{Client, ClientBuilder, Method, Response, StatusCode, Url};
 use serde_json::Value;
 
 /// Longest piece of an unexpected response body quoted in an error message.
@@ -22,6 +22,9 @@ pub struct Target {
     pub label: String,
     base: String,
     client: Client,
+    /// A client for live feeds: no total time limit, no idle connections.
+    feeds: Client,
+    timeout: Duration,
 }
 
 impl Target {
@@ -60,18 +63,24 @@ impl Target {
             .and_then(|()| url.set_password(None))
             .map_err(|()| anyhow!("cannot strip the credentials from the URL"))?;
 
-        let client = Client::builder()
-            .default_headers(headers)
-            .pool_max_idle_per_host(pool_size)
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(timeout)
-            .build()
-            .context("cannot build the HTTP client")?;
+        let builder = || {
+            Client::builder()
+                .default_headers(headers.clone())
+                .tcp_nodelay(true)
+                .connect_timeout(Duration::from_secs(10))
+        };
+        let build =
+            |builder: ClientBuilder| builder.build().context("cannot build the HTTP client");
+        let client = build(builder().pool_max_idle_per_host(pool_size).timeout(timeout))?;
+        // A feed holds its connection until dropped, and then the connection
+        // is closed: HTTP/1.1 cannot share it, and nothing is kept idle.
+        let feeds = build(builder().pool_max_idle_per_host(0))?;
         Ok(Self {
             label: shown.as_str().trim_end_matches('/').to_string(),
             base: url.as_str().trim_end_matches('/').to_string(),
             client,
+            feeds,
+            timeout,
         })
     }
 
@@ -106,6 +115,35 @@ impl Target {
             bail!("{method} {path}: HTTP {status}: {}", snippet.trim_end());
         }
         Ok(bytes)
+    }
+
+    /// Opens the live feed `GET path` on a connection of its own and returns
+    /// the response as soon as its headers arrived with status `200`, for its
+    /// body to be read as it comes (with no time limit). The headers must
+    /// come within the request timeout; any other status is an error quoting
+    /// the body. Dropping the response closes the connection.
+    pub async fn open_feed(&self, path: &str) -> Result<Response> {
+        let request = self.feeds.get(format!("{}{path}", self.base)).send();
+        let response = tokio::time::timeout(self.timeout, request)
+            .await
+            .map_err(|_| {
+                anyhow!(
+                    "GET {path}: no response headers within {} s",
+                    self.timeout.as_secs()
+                )
+            })?
+            .with_context(|| format!("GET {path}"))?;
+        let status = response.status();
+        if status != StatusCode::OK {
+            let text = tokio::time::timeout(self.timeout, response.text())
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default();
+            let snippet: String = text.chars().take(BODY_SNIPPET).collect();
+            bail!("GET {path}: HTTP {status}: {}", snippet.trim_end());
+        }
+        Ok(response)
     }
 
     /// Reads the server's welcome document (`GET /`) and describes it as

@@ -8,6 +8,7 @@
 
 mod client;
 mod driver;
+mod listeners;
 mod machine;
 mod payload;
 mod report;

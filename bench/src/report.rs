@@ -3,20 +3,47 @@
 use std::time::Duration;
 
 use crate::driver::Outcome;
-use crate::stats::{ErrorLog, Percentiles};
+use crate::stats::{ErrorLog, Latencies, Percentiles};
 
-/// One line of results: a rate measured on one server.
+/// The headline figure of a measurement.
+#[derive(Debug, Clone, Copy)]
+pub enum Figure {
+    /// Units of work per second: higher is better.
+    Rate(f64),
+    /// A latency: lower is better.
+    Latency(Duration),
+}
+
+impl Figure {
+    /// The figure as a number, for ratios.
+    fn value(self) -> f64 {
+        match self {
+            Figure::Rate(rate) => rate,
+            Figure::Latency(latency) => latency.as_secs_f64(),
+        }
+    }
+
+    /// The figure as shown.
+    fn render(self) -> String {
+        match self {
+            Figure::Rate(rate) => format_rate(rate),
+            Figure::Latency(latency) => format_latency(latency),
+        }
+    }
+}
+
+/// One line of results: a rate (or a latency) measured on one server.
 #[derive(Debug)]
 pub struct Measurement {
     /// Workload name as shown, e.g. `get` or `all_docs include_docs`.
     pub workload: &'static str,
-    /// Unit of the rate, e.g. `docs/s`.
+    /// What the figure is, e.g. `docs/s` for a rate or `max` for a latency.
     pub metric: &'static str,
-    /// The rate, or `None` if the workload could not run at all.
-    pub rate: Option<f64>,
-    /// Latency percentiles of the successful requests.
+    /// The headline figure, or `None` if the workload could not run at all.
+    pub figure: Option<Figure>,
+    /// Latency percentiles of the successful requests (or samples).
     pub latency: Option<Percentiles>,
-    /// Units of work done.
+    /// Units of work done (or latency samples taken).
     pub units: u64,
     /// Time the units took.
     pub elapsed: Duration,
@@ -31,11 +58,34 @@ impl Measurement {
             workload,
             metric,
             // Nothing done at all is no rate, not a rate of zero.
-            rate: (outcome.units > 0 || outcome.errors.count == 0).then(|| outcome.rate()),
+            figure: (outcome.units > 0 || outcome.errors.count == 0)
+                .then(|| Figure::Rate(outcome.rate())),
             units: outcome.units,
             elapsed: outcome.elapsed,
             latency: outcome.latencies.percentiles(),
             errors: outcome.errors,
+        }
+    }
+
+    /// A latency measurement over `samples` taken in `elapsed`: the slowest
+    /// sample is the figure (`metric` should say so), with the p50 and p99.
+    pub fn from_latencies(
+        workload: &'static str,
+        metric: &'static str,
+        samples: Latencies,
+        elapsed: Duration,
+        errors: ErrorLog,
+    ) -> Self {
+        let units = samples.count() as u64;
+        let latency = samples.percentiles();
+        Self {
+            workload,
+            metric,
+            figure: latency.map(|l| Figure::Latency(l.max)),
+            latency,
+            units,
+            elapsed,
+            errors,
         }
     }
 
@@ -46,7 +96,7 @@ impl Measurement {
         Self {
             workload,
             metric,
-            rate: None,
+            figure: None,
             latency: None,
             units: 0,
             elapsed: Duration::ZERO,
@@ -56,15 +106,19 @@ impl Measurement {
 
     /// A one-line account of the measurement, printed as each workload ends.
     pub fn progress_line(&self, server: &str) -> String {
-        let rate = self.rate.map_or("-".to_string(), format_rate);
+        let figure = self.figure.map_or("-".to_string(), Figure::render);
+        let done = match (self.figure, self.latency) {
+            (Some(Figure::Latency(_)), Some(latency)) => format!(
+                "p50 {}, p99 {} of {} samples",
+                format_latency(latency.p50),
+                format_latency(latency.p99),
+                self.units
+            ),
+            _ => format!("{} in {:.2} s", self.units, self.elapsed.as_secs_f64()),
+        };
         format!(
-            "[{server}] {:<22} {:>12} {:<7} ({} in {:.2} s, errors: {})",
-            self.workload,
-            rate,
-            self.metric,
-            self.units,
-            self.elapsed.as_secs_f64(),
-            self.errors.count
+            "[{server}] {:<25} {:>12} {:<7} ({done}, errors: {})",
+            self.workload, figure, self.metric, self.errors.count
         )
     }
 }
@@ -117,7 +171,10 @@ impl Report {
             let mut errors = row.errors.count.to_string();
             if second.is_some() {
                 line.extend(value_cells(twin));
-                line.push(ratio(row.rate, twin.and_then(|t| t.rate)));
+                line.push(ratio(
+                    row.figure.map(Figure::value),
+                    twin.and_then(|t| t.figure).map(Figure::value),
+                ));
                 let twin_errors = twin.map_or("-".to_string(), |t| t.errors.count.to_string());
                 errors = format!("{errors}/{twin_errors}");
             }
@@ -154,18 +211,18 @@ impl Report {
     }
 }
 
-/// Rate, p50 and p99 cells of one measurement (dashes if missing).
+/// Figure, p50 and p99 cells of one measurement (dashes if missing).
 fn value_cells(row: Option<&Measurement>) -> [String; 3] {
     let dash = || "-".to_string();
     let latency = row.and_then(|r| r.latency);
     [
-        row.and_then(|r| r.rate).map_or_else(dash, format_rate),
+        row.and_then(|r| r.figure).map_or_else(dash, Figure::render),
         latency.map_or_else(dash, |l| format_latency(l.p50)),
         latency.map_or_else(dash, |l| format_latency(l.p99)),
     ]
 }
 
-/// `first / second` as `1.23x`.
+/// `first / second` as `1.23x` (for latencies, below 1 means first is faster).
 fn ratio(first: Option<f64>, second: Option<f64>) -> String {
     match (first, second) {
         (Some(a), Some(b)) if b > 0.0 => format!("{:.2}x", a / b),

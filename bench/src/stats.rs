@@ -18,12 +18,18 @@ impl Latencies {
             .push(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX));
     }
 
+    /// How many samples were taken.
+    pub fn count(&self) -> usize {
+        self.micros.len()
+    }
+
     /// Adds every sample of `other`.
     pub fn merge(&mut self, other: Latencies) {
         self.micros.extend(other.micros);
     }
 
-    /// The median and 99th percentile (nearest rank), if any sample was taken.
+    /// The median, 99th percentile (nearest rank) and maximum, if any sample
+    /// was taken.
     pub fn percentiles(mut self) -> Option<Percentiles> {
         if self.micros.is_empty() {
             return None;
@@ -37,17 +43,20 @@ impl Latencies {
         Some(Percentiles {
             p50: at(0.50),
             p99: at(0.99),
+            max: at(1.0),
         })
     }
 }
 
-/// Median and 99th percentile latency.
+/// Median, 99th percentile and maximum latency.
 #[derive(Debug, Clone, Copy)]
 pub struct Percentiles {
     /// Median.
     pub p50: Duration,
     /// 99th percentile.
     pub p99: Duration,
+    /// The slowest sample.
+    pub max: Duration,
 }
 
 /// A count of failed requests with the first few distinct messages.
@@ -99,6 +108,7 @@ mod tests {
         let p = latencies.percentiles().expect("samples");
         assert_eq!(p.p50, Duration::from_millis(50));
         assert_eq!(p.p99, Duration::from_millis(99));
+        assert_eq!(p.max, Duration::from_millis(100));
         assert!(Latencies::default().percentiles().is_none());
     }
 

@@ -11,12 +11,13 @@ use serde_json::Value;
 
 use crate::client::{parse_json, Target};
 use crate::driver::{closed_loop, repeated, Outcome};
+use crate::listeners::{self, ListenerConfig};
 use crate::payload::{seed_id, DocMaker};
 use crate::report::Measurement;
 
 /// Statuses that mean a write was accepted (`202` is CouchDB's "accepted,
 /// quorum not yet met").
-const WRITTEN: [StatusCode; 2] = [StatusCode::CREATED, StatusCode::ACCEPTED];
+pub const WRITTEN: [StatusCode; 2] = [StatusCode::CREATED, StatusCode::ACCEPTED];
 
 /// A workload that can be picked with `--only`.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
@@ -36,16 +37,21 @@ pub enum Workload {
     /// Full normal `GET /db/_changes` feed -> rows/s.
     #[value(name = "changes")]
     Changes,
+    /// Single-doc writes seen by many continuous `_changes` listeners -> ms
+    /// until all (and each) saw a write.
+    #[value(name = "listeners")]
+    Listeners,
 }
 
 impl Workload {
     /// Every workload, in the order they run.
-    pub const ALL: [Workload; 5] = [
+    pub const ALL: [Workload; 6] = [
         Workload::BulkDocs,
         Workload::Post,
         Workload::Get,
         Workload::AllDocs,
         Workload::Changes,
+        Workload::Listeners,
     ];
 
     /// Whether the workload reads the shared seeded database (rather than
@@ -62,6 +68,7 @@ impl Workload {
             Workload::Get => &[("get", "req/s")],
             Workload::AllDocs => &[("all_docs", "rows/s"), ("all_docs include_docs", "rows/s")],
             Workload::Changes => &[("changes", "rows/s")],
+            Workload::Listeners => &listeners::ROWS,
         }
     }
 }
@@ -107,6 +114,8 @@ pub struct Config {
     /// started by then is skipped and counted as an error.
     #[arg(long, value_name = "SECS", default_value_t = 600)]
     pub max_secs: u64,
+    #[command(flatten)]
+    pub listeners: ListenerConfig,
 }
 
 impl Config {
@@ -122,7 +131,7 @@ impl Config {
             ("--timeout", self.timeout),
             ("--max-secs", self.max_secs),
         ];
-        for (flag, value) in positive {
+        for (flag, value) in positive.into_iter().chain(self.listeners.positive()) {
             if value == 0 {
                 bail!("{flag} must be at least 1");
             }
@@ -160,6 +169,7 @@ impl Config {
                     "changes:   {} x full normal _changes over {} docs",
                     self.scan_repeats, self.seed_docs
                 ),
+                Workload::Listeners => self.listeners.describe(),
             })
             .collect()
     }
@@ -302,6 +312,11 @@ impl Suite<'_> {
                 let outcome = self.scan(format!("/{db}/_changes"), check_changes).await;
                 vec![Measurement::from_outcome("changes", "rows/s", outcome)]
             }
+            Workload::Listeners => {
+                let config = &self.config.listeners;
+                let (target, server) = (self.target, self.server);
+                listeners::run(target, server, db, config, &self.maker, self.limit()).await
+            }
         }
     }
 
@@ -439,7 +454,7 @@ fn check_bulk_docs(body: &Value, expected: u64) -> Result<()> {
 }
 
 /// Checks one write result: `{"ok": true, "id": ..., "rev": ...}`.
-fn check_write(result: &Value) -> Result<()> {
+pub fn check_write(result: &Value) -> Result<()> {
     if result.get("error").is_some() {
         bail!("write failed: {result}");
     }
