@@ -284,6 +284,9 @@ pub enum Piece {
         /// Decode gzip data.
         gunzip: bool,
     },
+    /// Sends nothing: the `Att` pieces after it read the attachments of this
+    /// document (a body that carries several documents, as `_bulk_get`'s).
+    Doc(String),
 }
 
 /// The number of bytes `pieces` send, when known (nothing is decoded on the way).
@@ -292,6 +295,7 @@ pub fn pieces_len(pieces: &[Piece]) -> Option<u64> {
         .iter()
         .map(|p| match p {
             Piece::Bytes(b) => Some(b.len() as u64),
+            Piece::Doc(_) => Some(0),
             Piece::Att { gunzip: true, .. } => None,
             Piece::Att { from, to, .. } => Some(to - from),
         })
@@ -299,7 +303,8 @@ pub fn pieces_len(pieces: &[Piece]) -> Option<u64> {
 }
 
 /// A response body that sends `pieces` in order, reading attachment data from
-/// the shard copies of document `doc_id` a piece at a time.
+/// the shard copies of document `doc_id` (or of the one the last `Piece::Doc`
+/// named) a piece at a time.
 pub fn stream_body(state: &AppState, db: &str, doc_id: &str, pieces: Vec<Piece>) -> Body {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     let coordinator = state.coordinator.clone();
@@ -321,10 +326,15 @@ async fn send_pieces(
     tx: &tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
 ) -> ApiResult<()> {
     let gone = || ApiError::internal("client went away");
+    let mut doc_id = doc_id.to_string();
     for piece in pieces {
         let (digest, from, to, gunzip) = match piece {
             Piece::Bytes(b) => {
                 tx.send(Ok(Bytes::from(b))).await.map_err(|_| gone())?;
+                continue;
+            }
+            Piece::Doc(id) => {
+                doc_id = id;
                 continue;
             }
             Piece::Att {
@@ -339,7 +349,7 @@ async fn send_pieces(
         while at < to {
             let len = READ_PIECE.min(to - at);
             let data = coordinator
-                .attachment_range(db, doc_id, digest, at, len)
+                .attachment_range(db, &doc_id, digest, at, len)
                 .await?
                 .filter(|d| !d.is_empty())
                 .ok_or_else(|| ApiError::internal("attachment data missing"))?;

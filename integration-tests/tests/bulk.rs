@@ -592,3 +592,65 @@ fn bulk_get_request_errors() {
         ]})
     );
 }
+
+/// Items read as `chttpd_db:bulk_get_parse_arg` reads them, shared by the JSON
+/// and multipart answers: an empty `atts_since` is as none, a bad one or a
+/// non-string `rev` refuses the item, and error objects come in the key order
+/// jiffy gives CouchDB's maps.
+#[test]
+fn bulk_get_item_parsing() {
+    let node = Node::start();
+    let db = node.create_db("bulk-get-items");
+    let data = b"hello attachment";
+    let b64 = base64::engine::general_purpose::STANDARD.encode(data);
+    let (s, b) = node.put(
+        &format!("/{db}/att"),
+        json!({"_attachments": {"a.txt": {"content_type": "text/plain", "data": b64}}}),
+    );
+    assert_eq!(s, 201, "{b}");
+    let rev = b["rev"].as_str().expect("rev").to_string();
+    let (s, b) = bulk_get(
+        &node,
+        &db,
+        "",
+        json!([
+            {"id": "att", "rev": rev, "atts_since": []},
+            {"id": "att", "rev": rev, "atts_since": "nope"},
+            {"id": "att", "rev": rev, "atts_since": ["bad"]},
+            {"id": "att", "rev": 42},
+            {},
+            "att",
+        ]),
+    );
+    assert_eq!(s, 200, "{b}");
+    let att = &b["results"][0]["docs"][0]["ok"]["_attachments"]["a.txt"];
+    assert_eq!(att["stub"], true, "{b}");
+    let error = |i: usize| b["results"][i]["docs"][0]["error"].clone();
+    assert_eq!(
+        error(1),
+        json!({"rev": "nope", "reason": "att_since value must be array of revs.",
+               "id": "att", "error": "bad_request"})
+    );
+    assert_eq!(
+        error(2),
+        json!({"rev": "bad", "reason": "Invalid rev format", "id": "att", "error": "bad_request"})
+    );
+    assert_eq!(
+        error(3),
+        json!({"rev": 42, "reason": "Invalid rev format", "id": "att", "error": "bad_request"})
+    );
+    for i in [4, 5] {
+        assert_eq!(b["results"][i]["id"], Value::Null);
+        assert_eq!(
+            error(i),
+            json!({"rev": null, "reason": "document must be a JSON object", "id": null,
+                   "error": "bad_request"})
+        );
+    }
+    // Key order, as CouchDB writes it.
+    let (_, b) = bulk_get(&node, &db, "", json!([{"id": "nope"}]));
+    assert_eq!(
+        serde_json::to_string(&b).expect("json"),
+        r#"{"results":[{"id":"nope","docs":[{"error":{"rev":"undefined","reason":"missing","id":"nope","error":"not_found"}}]}]}"#
+    );
+}

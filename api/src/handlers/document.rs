@@ -140,7 +140,7 @@ fn since_ancestor(doc: &OpenedDoc, rev: &Rev, since: &[Rev]) -> Vec<Rev> {
 
 /// Drops the options CouchDB computes as document "meta" (`couch_db:doc_meta_info`);
 /// they only exist when the winning revision is opened, not a given one.
-fn without_meta(opts: &RenderOpts) -> RenderOpts {
+pub fn without_meta(opts: &RenderOpts) -> RenderOpts {
     RenderOpts {
         revs_info: false,
         conflicts: false,
@@ -239,9 +239,9 @@ async fn get(state: &AppState, req: &Req, ctx: &DbCtx<'_>, id: &str) -> ApiResul
     let resp = if opts.attachments && multipart::accepts(req, "multipart/related") {
         let boundary = multipart::boundary();
         let mut pieces = Vec::new();
-        let ct =
+        let written =
             multipart_rev(state, ctx.db, id, &doc, &rev, &opts, &boundary, &mut pieces).await?;
-        multipart_response(state, ctx.db, id, pieces, &ct)
+        multipart_response(state, ctx.db, id, pieces, &written.content_type(&boundary))
     } else {
         let mut out = Vec::with_capacity(256);
         render_rev(state, ctx.db, id, &doc, &rev, &opts, &mut out).await?;
@@ -308,7 +308,8 @@ async fn open_revs(
                     let mut parts = Vec::new();
                     let ct =
                         multipart_rev(state, ctx.db, id, doc, opened, opts, &inner, &mut parts)
-                            .await?;
+                            .await?
+                            .content_type(&inner);
                     pieces.push(Piece::Bytes(
                         format!("\r\nContent-Type: {ct}\r\n\r\n").into_bytes(),
                     ));
@@ -369,7 +370,8 @@ fn multipart_response(
 
 /// One revision as CouchDB's multipart document (`couch_doc:doc_to_multi_part_stream`
 /// with `attachments, follows, att_encoding_info`): adds its parts to `out` and
-/// returns their content type.
+/// returns how they were written. Every attachment that `opts.atts_since` does
+/// not make a stub follows, whatever `opts.attachments` says.
 #[allow(clippy::too_many_arguments)]
 pub async fn multipart_rev(
     state: &AppState,
@@ -380,7 +382,7 @@ pub async fn multipart_rev(
     opts: &RenderOpts,
     boundary: &str,
     out: &mut Vec<Piece>,
-) -> ApiResult<String> {
+) -> ApiResult<multipart::DocBody> {
     let opts = RenderOpts {
         attachments: true,
         follows: true,
