@@ -13,8 +13,8 @@ use crate::seq::{SeqEntry, SeqVector, UUID_PREFIX_LEN};
 use crate::shard_map::{doc_hash, ShardMap, ShardRange};
 use crate::ClusterError;
 use chaise_storage::{
-    AllDocsRange, DocError, DocInfo, DocUpdate, EditKind, Leaf, LocalDoc, NewAttachment, PurgeInfo,
-    Rev, RevBody, ShardInfo, UpdateResult,
+    AllDocsRange, AttachmentInfo, DocError, DocInfo, DocUpdate, EditKind, Leaf, LocalDoc,
+    NewAttachment, PurgeInfo, Rev, RevBody, ShardInfo, UpdateResult,
 };
 use serde_json::{Map, Value};
 use std::sync::{Arc, RwLock};
@@ -925,8 +925,9 @@ impl Coordinator {
                 if missing.is_empty() {
                     continue;
                 }
+                let copy = Copy { source, target };
                 let updates = self
-                    .replica_updates(&map, &range, source, id, &doc.info, &missing)
+                    .replica_updates(&map, &range, copy, id, &doc.info, &missing)
                     .await?;
                 self.call(&map, &range, target, ShardOp::UpdateDocs(updates))
                     .await?;
@@ -941,7 +942,7 @@ impl Coordinator {
         &self,
         map: &ShardMap,
         range: &ShardRange,
-        source: &str,
+        copy: Copy<'_>,
         id: &str,
         info: &DocInfo,
         revs: &[&OpenedRev],
@@ -961,14 +962,7 @@ impl Coordinator {
             });
             let mut attachments = Vec::with_capacity(body.attachments.len());
             for att in body.attachments {
-                let data = match self
-                    .call(map, range, source, ShardOp::AttachmentData(att.digest))
-                    .await?
-                {
-                    ShardReply::Bytes(Some(d)) => d,
-                    _ => continue,
-                };
-                attachments.push(NewAttachment::Replica { info: att, data });
+                attachments.extend(self.copy_attachment(map, range, copy, att).await?);
             }
             updates.push(DocUpdate {
                 id: id.to_string(),
@@ -982,6 +976,93 @@ impl Coordinator {
             });
         }
         Ok(updates)
+    }
+
+    /// An attachment of a revision being copied between two copies of a range: a
+    /// stub when the target holds its data already, else its data streamed from
+    /// the source into an upload on the target, a piece at a time, so no node
+    /// holds a large attachment whole. `None` if the source lost the data.
+    async fn copy_attachment(
+        &self,
+        map: &ShardMap,
+        range: &ShardRange,
+        copy: Copy<'_>,
+        info: AttachmentInfo,
+    ) -> Result<Option<NewAttachment>, ClusterError> {
+        let probe = ShardOp::AttachmentRange {
+            digest: info.digest,
+            offset: 0,
+            len: 0,
+        };
+        let target_has = self.call(map, range, copy.target, probe.clone()).await?;
+        if matches!(target_has, ShardReply::Bytes(Some(_))) {
+            return Ok(Some(NewAttachment::Stub {
+                name: info.name.clone(),
+                info: Some(info),
+            }));
+        }
+        let source_has = self.call(map, range, copy.source, probe).await?;
+        if !matches!(source_has, ShardReply::Bytes(Some(_))) {
+            return Ok(None);
+        }
+        let upload: [u8; 16] = rand::random();
+        self.call(map, range, copy.target, ShardOp::StageBegin(upload))
+            .await?;
+        let mut offset = 0u64;
+        let staged = loop {
+            let op = ShardOp::AttachmentRange {
+                digest: info.digest,
+                offset,
+                len: COPY_PIECE,
+            };
+            let piece = match self.call(map, range, copy.source, op).await {
+                Ok(ShardReply::Bytes(Some(piece))) => piece,
+                other => {
+                    let _ = self
+                        .call(map, range, copy.target, ShardOp::StageAbort(upload))
+                        .await;
+                    return match other {
+                        Err(e) => Err(e),
+                        _ => Ok(None),
+                    };
+                }
+            };
+            if piece.is_empty() {
+                match self
+                    .call(map, range, copy.target, ShardOp::StageFinish(upload))
+                    .await?
+                {
+                    ShardReply::Staged(staged) => break staged,
+                    other => return Err(unexpected(other)),
+                }
+            }
+            offset += piece.len() as u64;
+            let op = ShardOp::StageAppend {
+                upload,
+                data: piece,
+            };
+            self.call(map, range, copy.target, op).await?;
+        };
+        if staged.digest == info.digest {
+            return Ok(Some(NewAttachment::Staged { info, upload }));
+        }
+        // Data stored under a digest that is not its MD5 (kept as a replicator
+        // sent it): copied as it is, whole.
+        let _ = self
+            .call(map, range, copy.target, ShardOp::StageAbort(upload))
+            .await;
+        match self
+            .call(
+                map,
+                range,
+                copy.source,
+                ShardOp::AttachmentData(info.digest),
+            )
+            .await?
+        {
+            ShardReply::Bytes(Some(data)) => Ok(Some(NewAttachment::Replica { info, data })),
+            _ => Ok(None),
+        }
     }
 
     /// Pushes to `target` every revision its copy of `range` lacks, from this
@@ -1051,8 +1132,12 @@ impl Coordinator {
                     continue;
                 };
                 let revs: Vec<&OpenedRev> = doc.revs.iter().flatten().collect();
+                let copy = Copy {
+                    source: &self.node,
+                    target,
+                };
                 updates.extend(
-                    self.replica_updates(map, range, &self.node, &id, &doc.info, &revs)
+                    self.replica_updates(map, range, copy, &id, &doc.info, &revs)
                         .await?,
                 );
             }
@@ -1665,6 +1750,17 @@ impl Coordinator {
         Ok((map, local, op))
     }
 }
+
+/// The two ends of copying revisions between copies of a range (internal
+/// replication, read repair).
+#[derive(Debug, Clone, Copy)]
+struct Copy<'a> {
+    source: &'a str,
+    target: &'a str,
+}
+
+/// Bytes of attachment data one fabric call carries when copies are equalised.
+const COPY_PIECE: u64 = 1024 * 1024;
 
 /// Whether an operation changes a shard's documents (an `updated` db event).
 fn writes_docs(op: &ShardOp) -> bool {

@@ -6,6 +6,36 @@
 //   node pouch_bench.js http://admin:secret@127.0.0.1:5984 [docs] [batch_size]
 
 const { serverUrl, log, dbName, remoteDb, localDb, run } = require('./lib');
+const PouchDB = require('pouchdb-core');
+
+// CHAISE_TRACE=1: time spent waiting on each kind of request, to tell server time
+// from client time.
+const TRACE = process.env.CHAISE_TRACE === '1';
+const waits = new Map();
+function traced(url, name) {
+  if (!TRACE) return remoteDb(url, name);
+  return new PouchDB(`${url}/${name}`, {
+    fetch: async (u, o) => {
+      const t = process.hrtime.bigint();
+      const res = await PouchDB.fetch(u, o);
+      const body = await res.clone().arrayBuffer();
+      const ms = Number(process.hrtime.bigint() - t) / 1e6;
+      const path = new URL(String(u)).pathname.split('/').slice(2).join('/').replace(/^_local\/.*/, '_local/*');
+      const kind = `${(o && o.method) || 'GET'} ${path.startsWith('_') ? path : 'doc'}`;
+      const w = waits.get(kind) || { n: 0, ms: 0, bytes: 0 };
+      w.n += 1; w.ms += ms; w.bytes += body.byteLength;
+      waits.set(kind, w);
+      return res;
+    },
+  });
+}
+function report(what) {
+  if (!TRACE) return;
+  for (const [k, w] of [...waits].sort((a, b) => b[1].ms - a[1].ms)) {
+    console.log(`  ${what} ${k}: ${w.n} requests, ${w.ms.toFixed(0)} ms waiting, ${(w.bytes / 1024).toFixed(0)} KiB`);
+  }
+  waits.clear();
+}
 
 const N = Number(process.argv[3] || process.env.CHAISE_DOCS || 10000);
 const BATCH = Number(process.argv[4] || 100); // PouchDB's default batch_size
@@ -41,20 +71,24 @@ async function timed(what, fn) {
 run(async () => {
   const url = serverUrl();
   // Pull: the server has the docs, an empty local db pulls them.
-  const src = remoteDb(url, dbName('bench-pull'));
+  const src = traced(url, dbName('bench-pull'));
   await src.info();
   await fill(src, 'p');
   const sample = JSON.stringify(doc('p', 1)).length;
   log(`server db filled with ${N} docs of ${sample} bytes`);
   const pullTarget = localDb('bench-pull-local');
+  waits.clear();
   await timed('pull (Chaise -> PouchDB memory)', () => pullTarget.replicate.from(src, { batch_size: BATCH }));
+  report('pull');
 
   // Push: a local db with the docs pushes them to an empty server db.
   const local = localDb('bench-push-local');
   await fill(local, 'q');
-  const dst = remoteDb(url, dbName('bench-push'));
+  const dst = traced(url, dbName('bench-push'));
   await dst.info();
+  waits.clear();
   await timed('push (PouchDB memory -> Chaise)', () => local.replicate.to(dst, { batch_size: BATCH }));
+  report('push');
 
   await src.destroy();
   await dst.destroy();

@@ -372,6 +372,82 @@ fn leader_kill_during_database_creation_leaves_no_half_database() {
     });
 }
 
+/// A copy that was down while a document with attachments was written gets the
+/// attachment data from internal replication (streamed in pieces), and then
+/// serves it alone.
+#[test]
+fn attachments_reach_a_copy_that_was_down() {
+    let mut c = form_cluster();
+    let (s, b) = c.nodes[0].json("PUT", "/attdb?q=2&n=3", None);
+    assert_eq!(s, 201, "{b}");
+    c.nodes[2].kill9();
+
+    // 2.5 MiB of incompressible bytes (several copy pieces) and a gzip-stored text.
+    let mut x: u32 = 7;
+    let big: Vec<u8> = (0..(5 << 19))
+        .map(|_| {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            (x >> 24) as u8
+        })
+        .collect();
+    let text = "internal replication ".repeat(500);
+    let (s, b) = call(
+        c.nodes[0]
+            .req("PUT", "/attdb/withatts/big")
+            .header("content-type", "application/octet-stream")
+            .body(big.clone()),
+    );
+    assert!(s == 201 || s == 202, "{s} {b}");
+    let (s, b) = call(
+        c.nodes[0]
+            .req(
+                "PUT",
+                &format!(
+                    "/attdb/withatts/notes.txt?rev={}",
+                    b["rev"].as_str().unwrap()
+                ),
+            )
+            .header("content-type", "text/plain")
+            .body(text.clone()),
+    );
+    assert!(s == 201 || s == 202, "{s} {b}");
+    let (_, doc) = c.nodes[0].get("/attdb/withatts?att_encoding_info=true");
+    assert_eq!(doc["_attachments"]["notes.txt"]["encoding"], "gzip");
+
+    let dead = c.nodes.pop().unwrap();
+    c.nodes.push(dead.restart(c.opts[2].clone()));
+    // r=1 through node 3 reads its own copy only.
+    eventually("the copy that was down to get the document", 60, || {
+        let (s, b) = c.nodes[2].get("/attdb/withatts?r=1&att_encoding_info=true");
+        s == 200 && b["_rev"] == doc["_rev"]
+    });
+    let (_, copy) = c.nodes[2].get("/attdb/withatts?r=1&att_encoding_info=true");
+    assert_eq!(copy["_attachments"], doc["_attachments"]);
+
+    // With the other two gone, node 3 serves the bytes from its own copy.
+    c.nodes[0].kill9();
+    c.nodes[1].kill9();
+    let got = c.nodes[2]
+        .req("GET", "/attdb/withatts/big")
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    assert!(
+        got[..] == big[..],
+        "big attachment differs: {:?} {}",
+        String::from_utf8_lossy(&got[..got.len().min(200)]),
+        c.nodes[2].logs()
+    );
+    let got = c.nodes[2]
+        .req("GET", "/attdb/withatts/notes.txt")
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert_eq!(got, text);
+}
+
 #[test]
 fn nodes_refuse_callers_without_the_cluster_secret() {
     let port = free_port();

@@ -3,7 +3,9 @@
 use crate::att_data::{pieces_len, receive, stream_body, Compression, Incoming, Piece};
 use crate::doc_json::{self, parse_rev, ParsedDoc};
 use crate::error::{ApiError, ApiResult};
-use crate::handlers::document::{agreed_rev, if_none_match, open_winner, url_encode, write, Saved};
+use crate::handlers::document::{
+    agreed_rev, if_none_match, open_winner, r_param, url_encode, write, Saved,
+};
 use crate::multipart;
 use crate::request::Req;
 use crate::response::{empty, head_of, with_header};
@@ -66,12 +68,13 @@ async fn open(
     ctx: &DbCtx<'_>,
     id: &str,
     rev: Option<Rev>,
+    r: Option<usize>,
 ) -> ApiResult<Option<(Rev, bool, RevBody)>> {
     let sel = match rev {
         Some(rev) => RevSelector::Rev { rev, latest: false },
         None => RevSelector::Winner,
     };
-    let Some(doc) = state.coordinator.open_doc(ctx.db, id, sel).await? else {
+    let Some(doc) = state.coordinator.open_doc_r(ctx.db, id, sel, r).await? else {
         return Ok(None);
     };
     Ok(match doc.revs.into_iter().next() {
@@ -89,7 +92,7 @@ async fn get(
 ) -> ApiResult<Response> {
     let rev = req.param("rev").map(parse_rev).transpose()?;
     let explicit = rev.is_some();
-    let (_, deleted, body) = open(state, ctx, id, rev)
+    let (_, deleted, body) = open(state, ctx, id, rev, r_param(req)?)
         .await?
         .ok_or_else(|| ApiError::not_found("missing"))?;
     if deleted && !explicit {
@@ -312,7 +315,7 @@ async fn edit(
         }
         Some(r) => {
             // The revision must be one the database can open (else 409 missing_rev).
-            let (_, _, parent) = open(state, ctx, id, Some(r.clone()))
+            let (_, _, parent) = open(state, ctx, id, Some(r.clone()), None)
                 .await?
                 .ok_or_else(|| ApiError::new(StatusCode::CONFLICT, "not_found", "missing_rev"))?;
             if deleting && !parent.attachments.iter().any(|a| a.name == name) {

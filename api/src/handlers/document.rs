@@ -217,7 +217,7 @@ async fn get(state: &AppState, req: &Req, ctx: &DbCtx<'_>, id: &str) -> ApiResul
     };
     let doc = state
         .coordinator
-        .open_doc(ctx.db, id, sel)
+        .open_doc_r(ctx.db, id, sel, r_param(req)?)
         .await?
         .ok_or_else(|| ApiError::not_found("missing"))?;
     let rev = match doc.revs.first() {
@@ -272,7 +272,10 @@ async fn open_revs(
     let all = matches!(sel, RevSelector::AllLeaves);
     // (missing?, rev, index of the opened revision)
     let mut items: Vec<(bool, Rev, Option<usize>)> = Vec::new();
-    let opened = state.coordinator.open_doc(ctx.db, id, sel).await?;
+    let opened = state
+        .coordinator
+        .open_doc_r(ctx.db, id, sel, r_param(req)?)
+        .await?;
     match &opened {
         None if all => return Err(ApiError::not_found("missing")),
         None => items.extend(requested.iter().map(|r| (true, r.clone(), None))),
@@ -437,6 +440,11 @@ pub fn agreed_rev(req: &Req, body_rev: Option<Rev>) -> ApiResult<Option<Rev>> {
 
 fn w_param(req: &Req) -> ApiResult<Option<usize>> {
     Ok(req.uint_param("w")?.map(|w| w as usize))
+}
+
+/// `?r=`: how many copies a read asks before answering.
+pub(crate) fn r_param(req: &Req) -> ApiResult<Option<usize>> {
+    Ok(req.uint_param("r")?.map(|r| r as usize))
 }
 
 async fn put(state: &AppState, req: &Req, ctx: &DbCtx<'_>, id: &str) -> ApiResult<Response> {
