@@ -25,6 +25,14 @@ pub struct Compression {
 }
 
 impl Compression {
+    /// Never compresses: for data that is copied as it is stored.
+    pub fn never() -> Self {
+        Compression {
+            types: Vec::new(),
+            level: 0,
+        }
+    }
+
     /// `[attachments] compressible_types` and `compression_level` (0 = never).
     pub fn from_config(state: &AppState) -> Self {
         let types = state

@@ -720,3 +720,67 @@ fn design_document_attachments() {
     let (s, b) = node.get(&format!("/{db}/_design/app/index.bin"));
     assert_eq!((s, b), (404, missing_att()));
 }
+
+/// COPY carries every attachment to the destination as stored (encoding, digest,
+/// length), even into another shard range and across several read pieces.
+#[test]
+fn copy_carries_attachments_across_ranges() {
+    let node = Node::start();
+    let db = chaise_integration_tests::helpers::create_q(&node, "copyatts", 8);
+    let mut x: u32 = 11;
+    let big: Vec<u8> = (0..(3 << 20) + 17)
+        .map(|_| {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            (x >> 24) as u8
+        })
+        .collect();
+    let text = "copied text ".repeat(1000);
+    let r = raw(node
+        .req("PUT", &format!("/{db}/src/big.bin"))
+        .header("content-type", "application/octet-stream")
+        .body(big.clone()));
+    assert_eq!(r.status, 201);
+    let rev = rev_of(&r.json());
+    let r = raw(node
+        .req("PUT", &format!("/{db}/src/notes.txt?rev={rev}"))
+        .header("content-type", "text/plain")
+        .body(text.clone()));
+    assert_eq!(r.status, 201);
+
+    // Destinations in several ranges (q=8): at least one differs from the source's.
+    for dest in ["copy-a", "copy-b", "copy-c", "copy-d"] {
+        let r = raw(node
+            .req("COPY", &format!("/{db}/src"))
+            .header("destination", dest));
+        assert_eq!(r.status, 201, "{dest}: {:?}", r.json());
+        let (_, src) = get_json(&node, &format!("/{db}/src?att_encoding_info=true"));
+        let (_, dst) = get_json(&node, &format!("/{db}/{dest}?att_encoding_info=true"));
+        for name in ["big.bin", "notes.txt"] {
+            let (s, d) = (&src["_attachments"][name], &dst["_attachments"][name]);
+            for field in [
+                "digest",
+                "length",
+                "content_type",
+                "encoding",
+                "encoded_length",
+            ] {
+                assert_eq!(s[field], d[field], "{dest}/{name} {field}");
+            }
+        }
+        assert_eq!(dst["_attachments"]["notes.txt"]["encoding"], "gzip");
+        let got = node
+            .req("GET", &format!("/{db}/{dest}/big.bin"))
+            .send()
+            .unwrap()
+            .bytes()
+            .unwrap();
+        assert!(got[..] == big[..], "{dest}: big.bin differs");
+        let got = node
+            .req("GET", &format!("/{db}/{dest}/notes.txt"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        assert_eq!(got, text, "{dest}: notes.txt differs");
+    }
+}

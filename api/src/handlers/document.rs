@@ -1,7 +1,7 @@
 //! Document endpoints: `GET|HEAD|PUT|DELETE|COPY /{db}/{docid}`, `_design/` and
 //! `_local/` documents, and the write path shared with `POST /{db}`.
 
-use crate::att_data::{pieces_len, stream_body, Piece};
+use crate::att_data::{pieces_len, receive, stream_body, Compression, Incoming, Piece};
 use crate::doc_json::{
     self, parse_rev, render_doc, render_local, ParsedDoc, RenderOpts, RenderRev,
 };
@@ -14,6 +14,7 @@ use crate::routes::{not_allowed, DbCtx};
 use crate::AppState;
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
+use chaise_cluster::ClusterError;
 use chaise_cluster::{OpenedDoc, RevSelector};
 use chaise_storage::{DocError, NewAttachment, Rev};
 use serde_json::{json, Value};
@@ -607,20 +608,24 @@ async fn copy(state: &AppState, req: &Req, ctx: &DbCtx<'_>, id: &str) -> ApiResu
         body: b"{}".to_vec(),
         attachments: Vec::new(),
     });
+    // Attachment data is copied as stored, a piece at a time, into the shard of
+    // the destination (never held whole).
     let mut attachments = Vec::with_capacity(body.attachments.len());
+    let mut guards = Vec::new();
     for a in &body.attachments {
-        let data = state
-            .coordinator
-            .attachment_data(ctx.db, id, a.digest)
-            .await?
-            .ok_or_else(|| ApiError::internal("attachment data missing"))?;
-        attachments.push(NewAttachment::Data {
+        let incoming = Incoming {
+            db: ctx.db,
+            doc_id: &dest_id,
             name: a.name.clone(),
             content_type: a.content_type.clone(),
-            data,
-            encoding: a.encoding.clone(),
-            length: a.length,
-        });
+            encoded: a.encoding.clone().map(|e| (e, a.length)),
+            max: u64::MAX,
+        };
+        let stored = a.encoded_length.unwrap_or(a.length);
+        let pieces = stored_pieces(state, ctx.db, id, a.digest, stored);
+        let (att, guard) = receive(state, &Compression::never(), incoming, pieces).await?;
+        attachments.push(att);
+        guards.extend(guard);
     }
     let parsed = ParsedDoc {
         rev: dest_rev,
@@ -630,6 +635,32 @@ async fn copy(state: &AppState, req: &Req, ctx: &DbCtx<'_>, id: &str) -> ApiResu
     };
     save(state, req, ctx, parsed, dest_id, true).await
 }
+
+/// The stored bytes of an attachment of document `id`, read in pieces.
+fn stored_pieces<'a>(
+    state: &'a AppState,
+    db: &'a str,
+    id: &'a str,
+    digest: [u8; 16],
+    length: u64,
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, ClusterError>> + 'a {
+    futures_util::stream::try_unfold(0u64, move |offset| async move {
+        if offset >= length {
+            return Ok(None);
+        }
+        let piece = state
+            .coordinator
+            .attachment_range(db, id, digest, offset, COPY_PIECE)
+            .await?
+            .filter(|p| !p.is_empty())
+            .ok_or_else(|| ClusterError::Internal("attachment data missing".into()))?;
+        let next = offset + piece.len() as u64;
+        Ok(Some((bytes::Bytes::from(piece), next)))
+    })
+}
+
+/// Bytes of attachment data one read of a COPY carries.
+const COPY_PIECE: u64 = 1024 * 1024;
 
 /// `s` encoded as `couch_util:url_encode` does (for `Location` headers): only
 /// `[A-Za-z0-9_.:-]` stay as is.

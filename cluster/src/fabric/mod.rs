@@ -28,7 +28,7 @@ pub struct FabricTls {
 }
 
 /// Errors of node-to-node calls.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum FabricError {
     /// The peer could not be reached or the call failed in transit.
     #[error("node {addr} unreachable: {reason}")]

@@ -2,7 +2,7 @@
 
 use super::auth::{verify, AUTH_HEADER, NODE_HEADER};
 use super::pb::fabric_server::{Fabric, FabricServer};
-use super::pb::{RaftCall, RaftReply, ShardCall, ShardReply};
+use super::pb::{RaftCall, RaftReply, ShardBatchCall, ShardBatchReply, ShardCall, ShardReply};
 use crate::raft::{MetaCommand, MetaRaft};
 use openraft::error::{ClientWriteError, RaftError};
 use std::net::SocketAddr;
@@ -131,6 +131,28 @@ impl Fabric for FabricService {
         }
         let reply = self.shards.handle(call).await.map_err(Status::internal)?;
         Ok(Response::new(ShardReply { reply }))
+    }
+
+    async fn shard_batch(
+        &self,
+        req: Request<ShardBatchCall>,
+    ) -> Result<Response<ShardBatchReply>, Status> {
+        self.check(&req)?;
+        let calls = req.into_inner().calls;
+        if calls.iter().any(|c| c.op_version != super::OP_VERSION) {
+            return Err(Status::failed_precondition(
+                "fabric operation version mismatch",
+            ));
+        }
+        // Concurrently: writes to one shard then share a commit.
+        let replies = futures_util::future::join_all(calls.into_iter().map(|call| async {
+            let reply = self.shards.handle(call).await.map_err(Status::internal)?;
+            Ok::<_, Status>(ShardReply { reply })
+        }))
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, Status>>()?;
+        Ok(Response::new(ShardBatchReply { replies }))
     }
 
     type ShardStreamStream = ReplyStream;
