@@ -186,6 +186,13 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     // The client address feeds the authentication lockout.
     let service = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    // Streamed bodies go out in several writes: without NODELAY the last one
+    // waits for the client's delayed ACK (40 ms).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, service)
         .with_graceful_shutdown(shutdown)
         .await

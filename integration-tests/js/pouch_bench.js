@@ -17,11 +17,14 @@ function traced(url, name) {
   return new PouchDB(`${url}/${name}`, {
     fetch: async (u, o) => {
       const t = process.hrtime.bigint();
-      const res = await PouchDB.fetch(u, o);
-      const body = await res.clone().arrayBuffer();
+      const got = await PouchDB.fetch(u, o);
+      const body = await got.arrayBuffer();
+      const res = new Response(got.status === 204 || got.status === 304 ? null : body,
+        { status: got.status, statusText: got.statusText, headers: got.headers });
       const ms = Number(process.hrtime.bigint() - t) / 1e6;
       const path = new URL(String(u)).pathname.split('/').slice(2).join('/').replace(/^_local\/.*/, '_local/*');
       const kind = `${(o && o.method) || 'GET'} ${path.startsWith('_') ? path : 'doc'}`;
+      if (process.env.CHAISE_TRACE_URLS && (kind.endsWith('doc') || kind.includes('_changes') || kind.includes('_bulk_get'))) console.log(String(u));
       const w = waits.get(kind) || { n: 0, ms: 0, bytes: 0 };
       w.n += 1; w.ms += ms; w.bytes += body.byteLength;
       waits.set(kind, w);
