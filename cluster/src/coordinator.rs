@@ -446,9 +446,7 @@ impl Coordinator {
             .shard(&addr, shard_ref(map, range), bytes)
             .await
             .map_err(|e| ClusterError::Unavailable(e.to_string()))?;
-        let reply: Result<ShardReply, String> =
-            postcard::from_bytes(&reply).map_err(|e| ClusterError::Internal(e.to_string()))?;
-        reply.map_err(ClusterError::Internal)
+        decode_reply(&reply)
     }
 
     /// Starts a streamed read (changes, all_docs) on the copy of `range` held by
@@ -478,9 +476,7 @@ impl Coordinator {
         tokio::spawn(async move {
             loop {
                 let reply = match stream.message().await {
-                    Ok(Some(msg)) => postcard::from_bytes::<Result<ShardReply, String>>(&msg.reply)
-                        .map_err(|e| ClusterError::Internal(e.to_string()))
-                        .and_then(|r| r.map_err(ClusterError::Internal)),
+                    Ok(Some(msg)) => decode_reply(&msg.reply),
                     Ok(None) => return,
                     Err(status) => Err(ClusterError::Unavailable(
                         FabricClients::status_error(&addr, status).to_string(),
@@ -1761,6 +1757,13 @@ struct Copy<'a> {
 
 /// Bytes of attachment data one fabric call carries when copies are equalised.
 const COPY_PIECE: u64 = 1024 * 1024;
+
+/// A remote copy's encoded answer.
+fn decode_reply(bytes: &[u8]) -> Result<ShardReply, ClusterError> {
+    let reply: Result<ShardReply, String> =
+        postcard::from_bytes(bytes).map_err(|e| ClusterError::Internal(e.to_string()))?;
+    reply.map_err(ClusterError::Internal)
+}
 
 /// Whether an operation changes a shard's documents (an `updated` db event).
 fn writes_docs(op: &ShardOp) -> bool {

@@ -2,7 +2,7 @@
 
 use crate::doc_json::{render_doc, render_local, RenderOpts, RenderRev};
 use crate::error::{ApiError, ApiResult};
-use crate::handlers::changes::{send, streamed, BodySender, Feed};
+use crate::handlers::changes::{send, spawn_body, BodySender, Feed};
 use crate::handlers::document::inline_data;
 use crate::request::Req;
 use crate::response::{json_bytes, push_json, push_str};
@@ -206,14 +206,10 @@ pub async fn all_docs(
         }
         Rows::Cursor(cursor) => cursor,
     };
-    let shared = state
-        .shared()
-        .ok_or_else(|| ApiError::internal("the server is stopping"))?;
-    let (tx, resp) = streamed(Feed::Normal);
     let db = ctx.db.to_string();
-    tokio::spawn(async move {
+    spawn_body(state, Feed::Normal, move |state, tx| async move {
         let mut out = head;
-        match write_cursor(&shared, &db, &p, cursor, &mut out, Some(&tx)).await {
+        match write_cursor(&state, &db, &p, cursor, &mut out, Some(&tx)).await {
             Ok(true) => {
                 out.extend_from_slice(LISTING_CLOSE);
                 out.push(b'\n');
@@ -222,8 +218,7 @@ pub async fn all_docs(
             Ok(false) => {}
             Err(e) => tracing::warn!(%db, error = %e.reason, "_all_docs cut short"),
         }
-    });
-    Ok(resp)
+    })
 }
 
 /// The end of a listing (couch_mrview_http closes it with "\r\n]}").

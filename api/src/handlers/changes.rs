@@ -191,25 +191,33 @@ pub async fn changes(state: &AppState, req: &Req, ctx: &DbCtx<'_>) -> ApiResult<
         // the rest is streamed as the copies deliver it.
         let mut cursor = state.coordinator.changes_cursor(ctx.db, &p.query).await?;
         let first = cursor.next_batch().await?;
-        let shared = state
-            .shared()
-            .ok_or_else(|| ApiError::internal("the server is stopping"))?;
-        let (tx, resp) = streamed(Feed::Normal);
         let db = ctx.db.to_string();
-        tokio::spawn(async move {
-            if let Err(e) = stream_normal(&shared, &db, &p, cursor, first, &tx).await {
+        return spawn_body(state, Feed::Normal, move |state, tx| async move {
+            if let Err(e) = stream_normal(&state, &db, &p, cursor, first, &tx).await {
                 tracing::warn!(%db, error = %e.reason, "changes feed cut short");
             }
         });
-        return Ok(resp);
     }
+    // Counted from here, so the gauge already shows it when the headers go out.
+    let open = OpenFeed::start();
+    let db = ctx.db.to_string();
+    let feed = p.feed;
+    spawn_body(state, feed, move |state, tx| {
+        run_live(state, db, p, tx, open)
+    })
+}
+
+/// A response whose body `task` writes to the sender it is given, in its own task.
+pub(crate) fn spawn_body<F, Fut>(state: &AppState, feed: Feed, task: F) -> ApiResult<Response>
+where
+    F: FnOnce(Arc<AppState>, BodySender) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let shared = state
         .shared()
         .ok_or_else(|| ApiError::internal("the server is stopping"))?;
-    let (tx, resp) = streamed(p.feed);
-    // Counted from here, so the gauge already shows it when the headers go out.
-    let open = OpenFeed::start();
-    tokio::spawn(run_live(shared, ctx.db.to_string(), p, tx, open));
+    let (tx, resp) = streamed(feed);
+    tokio::spawn(task(shared, tx));
     Ok(resp)
 }
 
