@@ -138,17 +138,6 @@ pub struct ChangesRow {
     pub info: Option<DocInfo>,
 }
 
-/// The merged changes answer.
-#[derive(Debug, Clone)]
-pub struct ChangesResult {
-    /// Rows.
-    pub rows: Vec<ChangesRow>,
-    /// Position after the last row.
-    pub last_seq: String,
-    /// Changes left after `last_seq`.
-    pub pending: u64,
-}
-
 /// `_revs_diff` answer for one document.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RevsDiff {
@@ -1398,21 +1387,6 @@ impl Coordinator {
             vector.push(seq_entry(&node, range, &info.uuid, start));
         }
         Ok(ChangesCursor::new(q, scans, vector))
-    }
-
-    /// Changes since a position, all of them up to the query's limit.
-    pub async fn changes(&self, db: &str, q: ChangesQuery) -> Result<ChangesResult, ClusterError> {
-        let mut cursor = self.changes_cursor(db, &q).await?;
-        let mut rows = Vec::new();
-        while let Some(batch) = cursor.next_batch().await? {
-            rows.extend(batch);
-        }
-        let (last_seq, pending) = cursor.finish().await?;
-        Ok(ChangesResult {
-            rows,
-            last_seq,
-            pending,
-        })
     }
 
     /// `_revs_diff`: for each id, the requested revisions the database lacks.

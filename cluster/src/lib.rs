@@ -23,8 +23,8 @@ pub mod shard_map;
 
 pub use attachments::AttUpload;
 pub use coordinator::{
-    AllDocsQuery, AllDocsResult, AllDocsRow, ChangesQuery, ChangesResult, ChangesRow, Coordinator,
-    DbInfo, DocWriteResult, NodeConfig, NodeStatus, OpenedDoc, OpenedRev, RevSelector, RevsDiff,
+    AllDocsQuery, AllDocsResult, AllDocsRow, ChangesQuery, ChangesRow, Coordinator, DbInfo,
+    DocWriteResult, NodeConfig, NodeStatus, OpenedDoc, OpenedRev, RevSelector, RevsDiff,
 };
 pub use error::ClusterError;
 pub use raft::{MetaCommand, MetaReply};

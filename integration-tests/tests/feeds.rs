@@ -579,3 +579,47 @@ fn open_feeds_do_not_hold_a_graceful_stop() {
     assert_eq!(all.len(), 1, "{all:?}");
     assert!(all[0]["last_seq"].is_string(), "{all:?}");
 }
+
+/// Live feeds that start far behind catch up in batches: a continuous feed sends
+/// every row once, in the normal feed's order, then its last line; a longpoll feed
+/// answers with all of them at once; a limit cuts across batches.
+#[test]
+fn live_feeds_catch_up_across_batches() {
+    let node = Node::start();
+    let db = create_q(&node, "feed-long", 2);
+    for start in (0..2300).step_by(500) {
+        let docs: Vec<Value> = (start..(start + 500).min(2300))
+            .map(|i| json!({"_id": format!("l{i:05}")}))
+            .collect();
+        let (s, b) = node.post(&format!("/{db}/_bulk_docs"), json!({ "docs": docs }));
+        assert_eq!(s, 201, "{b}");
+    }
+    let expected = normal(&node, &db, "");
+    let rows = expected["results"].as_array().expect("rows");
+    assert_eq!(rows.len(), 2300);
+
+    let lines = Lines::of(open(
+        &node,
+        &format!("/{db}/_changes?feed=continuous&timeout=200"),
+    ));
+    let all = parse_all(&lines.rest(30));
+    assert_eq!(all.len(), 2301);
+    assert_eq!(&all[..2300], &rows[..]);
+    assert_eq!(
+        all[2300],
+        json!({"last_seq": expected["last_seq"], "pending": 0})
+    );
+
+    let b = normal(&node, &db, "?feed=longpoll");
+    assert_eq!(b["results"], expected["results"]);
+    assert_eq!(b["last_seq"], expected["last_seq"]);
+
+    let lines = Lines::of(open(
+        &node,
+        &format!("/{db}/_changes?feed=continuous&limit=1500&timeout=30000"),
+    ));
+    let all = parse_all(&lines.rest(30));
+    assert_eq!(all.len(), 1501);
+    assert_eq!(&all[..1500], &rows[..1500]);
+    assert_eq!(all[1500]["pending"], 800);
+}

@@ -18,7 +18,7 @@ use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
 use chaise_cluster::seq::SeqVector;
-use chaise_cluster::{ChangesCursor, ChangesQuery, ChangesResult, ChangesRow};
+use chaise_cluster::{ChangesCursor, ChangesQuery, ChangesRow};
 use serde_json::Value;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -339,22 +339,43 @@ async fn stream_normal(
     tx: &BodySender,
 ) -> ApiResult<()> {
     let mut out = RESULTS_OPEN.to_vec();
-    let mut at = 0;
-    let mut batch = first;
-    while let Some(rows) = batch {
-        // The next batch is read first: `seq_interval` shows the very last seq.
-        let next = cursor.next_batch().await?;
-        render_rows(state, db, p, &rows, (at, next.is_none()), &mut out).await?;
-        at += rows.len();
-        if out.len() >= SEND_AT && !send(tx, std::mem::take(&mut out)).await {
-            return Ok(());
-        }
-        batch = next;
+    if render_cursor(state, db, p, &mut cursor, first, &mut out, tx)
+        .await?
+        .is_none()
+    {
+        return Ok(());
     }
     let (last_seq, pending) = cursor.finish().await?;
     results_close(&last_seq, pending, &mut out);
     send(tx, out).await;
     Ok(())
+}
+
+/// Renders the rows of a cursor (from `first` on) into `out`, sending `out` on to
+/// `tx` whenever it fills up. The number of rows, or `None` if the client went
+/// away.
+async fn render_cursor(
+    state: &AppState,
+    db: &str,
+    p: &Params,
+    cursor: &mut ChangesCursor,
+    first: Option<Vec<ChangesRow>>,
+    out: &mut Vec<u8>,
+    tx: &BodySender,
+) -> ApiResult<Option<usize>> {
+    let mut at = 0;
+    let mut batch = first;
+    while let Some(rows) = batch {
+        // The next batch is read first: `seq_interval` shows the very last seq.
+        let next = cursor.next_batch().await?;
+        render_rows(state, db, p, &rows, (at, next.is_none()), out).await?;
+        at += rows.len();
+        if out.len() >= SEND_AT && !send(tx, std::mem::take(out)).await {
+            return Ok(None);
+        }
+        batch = next;
+    }
+    Ok(Some(at))
 }
 
 /// Renders a batch of rows in the feed's framing: joined by `",\n"` in a JSON
@@ -606,27 +627,31 @@ async fn live_loop(state: &AppState, db: &str, p: Params, tx: &BodySender) -> Ap
     let mut sent = 0usize;
     // Whether the `{"results":[` of a longpoll body went out (with a heartbeat).
     let mut opened = false;
+    // Where the feed stands and how much is left after it (for the last line).
+    let mut last: (String, u64);
     loop {
         signals.mark_seen();
-        let result = state.coordinator.changes(db, query.clone()).await?;
-        query.since =
-            SeqVector::decode(&result.last_seq).map_err(|e| ApiError::internal(e.to_string()))?;
+        let mut cursor = state.coordinator.changes_cursor(db, &query).await?;
+        let first = cursor.next_batch().await?;
         let mut out = Vec::new();
-        if !result.rows.is_empty() || sent >= p.query.limit {
-            sent += result.rows.len();
+        if first.is_some() || sent >= p.query.limit {
+            if p.feed == Feed::Longpoll && !opened {
+                out.extend_from_slice(RESULTS_OPEN);
+            }
+            let Some(rows) = render_cursor(state, db, &p, &mut cursor, first, &mut out, tx).await?
+            else {
+                return Ok(());
+            };
+            sent += rows;
+            last = cursor.finish().await?;
             query.limit = p.query.limit.saturating_sub(sent);
             if p.feed == Feed::Longpoll {
-                if !opened {
-                    out.extend_from_slice(RESULTS_OPEN);
-                }
-                render_rows(state, db, &p, &result.rows, (0, true), &mut out).await?;
-                results_close(&result.last_seq, result.pending, &mut out);
+                results_close(&last.0, last.1, &mut out);
                 send(tx, out).await;
                 return Ok(());
             }
-            render_rows(state, db, &p, &result.rows, (0, true), &mut out).await?;
             if query.limit == 0 {
-                end_live(p.feed, &result, &mut out);
+                end_live(p.feed, &last, &mut out);
                 send(tx, out).await;
                 return Ok(());
             }
@@ -634,7 +659,10 @@ async fn live_loop(state: &AppState, db: &str, p: Params, tx: &BodySender) -> Ap
                 return Ok(());
             }
             waiter.sent();
+        } else {
+            last = cursor.finish().await?;
         }
+        query.since = SeqVector::decode(&last.0).map_err(|e| ApiError::internal(e.to_string()))?;
         loop {
             match waiter.wait(tx, signals.changed()).await {
                 Wake::Changed => break,
@@ -656,9 +684,9 @@ async fn live_loop(state: &AppState, db: &str, p: Params, tx: &BodySender) -> Ap
                         if !opened {
                             out.extend_from_slice(RESULTS_OPEN);
                         }
-                        results_close(&result.last_seq, result.pending, &mut out);
+                        results_close(&last.0, last.1, &mut out);
                     } else {
-                        end_live(p.feed, &result, &mut out);
+                        end_live(p.feed, &last, &mut out);
                     }
                     send(tx, out).await;
                     return Ok(());
@@ -674,12 +702,12 @@ async fn live_loop(state: &AppState, db: &str, p: Params, tx: &BodySender) -> Ap
 
 /// The last line of a continuous feed (`{"last_seq":..,"pending":N}`); an
 /// eventsource feed just ends.
-fn end_live(feed: Feed, result: &ChangesResult, out: &mut Vec<u8>) {
+fn end_live(feed: Feed, (last_seq, pending): &(String, u64), out: &mut Vec<u8>) {
     if feed == Feed::Continuous {
         out.extend_from_slice(b"{\"last_seq\":");
-        push_str(out, &result.last_seq);
+        push_str(out, last_seq);
         out.extend_from_slice(b",\"pending\":");
-        out.extend_from_slice(result.pending.to_string().as_bytes());
+        out.extend_from_slice(pending.to_string().as_bytes());
         out.extend_from_slice(b"}\n");
     }
 }
