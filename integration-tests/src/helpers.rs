@@ -157,3 +157,23 @@ pub fn row_ids(b: &Value) -> Vec<&str> {
         .map(|r| r["id"].as_str().unwrap())
         .collect()
 }
+
+/// `len` deterministic pseudo-random (incompressible) bytes.
+pub fn noise(seed: u32, len: usize) -> Vec<u8> {
+    let mut x = seed;
+    (0..len)
+        .map(|_| {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// The raw body of a GET.
+pub fn get_bytes(node: &crate::Node, path: &str) -> Vec<u8> {
+    node.req("GET", path)
+        .send()
+        .and_then(|r| r.bytes())
+        .map(|b| b.to_vec())
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+}

@@ -6,7 +6,7 @@
 //! (`text/*`, JSON...) before hashing, so exact digests are only asserted for
 //! types it stores as is (`application/octet-stream`, `image/png`).
 
-use chaise_integration_tests::helpers::{assert_exact, keys, rev_of};
+use chaise_integration_tests::helpers::{assert_exact, get_bytes, keys, noise, rev_of};
 use chaise_integration_tests::{raw, Node, Raw};
 use serde_json::{json, Value};
 
@@ -727,13 +727,7 @@ fn design_document_attachments() {
 fn copy_carries_attachments_across_ranges() {
     let node = Node::start();
     let db = chaise_integration_tests::helpers::create_q(&node, "copyatts", 8);
-    let mut x: u32 = 11;
-    let big: Vec<u8> = (0..(3 << 20) + 17)
-        .map(|_| {
-            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
-            (x >> 24) as u8
-        })
-        .collect();
+    let big = noise(11, (3 << 20) + 17);
     let text = "copied text ".repeat(1000);
     let r = raw(node
         .req("PUT", &format!("/{db}/src/big.bin"))
@@ -768,19 +762,9 @@ fn copy_carries_attachments_across_ranges() {
             }
         }
         assert_eq!(dst["_attachments"]["notes.txt"]["encoding"], "gzip");
-        let got = node
-            .req("GET", &format!("/{db}/{dest}/big.bin"))
-            .send()
-            .unwrap()
-            .bytes()
-            .unwrap();
-        assert!(got[..] == big[..], "{dest}: big.bin differs");
-        let got = node
-            .req("GET", &format!("/{db}/{dest}/notes.txt"))
-            .send()
-            .unwrap()
-            .text()
-            .unwrap();
-        assert_eq!(got, text, "{dest}: notes.txt differs");
+        let got = get_bytes(&node, &format!("/{db}/{dest}/big.bin"));
+        assert!(got == big, "{dest}: big.bin differs");
+        let got = get_bytes(&node, &format!("/{db}/{dest}/notes.txt"));
+        assert_eq!(got, text.as_bytes(), "{dest}: notes.txt differs");
     }
 }

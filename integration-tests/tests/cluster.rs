@@ -1,7 +1,7 @@
 //! A three-node cluster on 127.0.0.2-4 (same ports on each, like three hosts),
 //! formed with `_cluster_setup` exactly as a user would with curl.
 
-use chaise_integration_tests::helpers::{row_ids, urlencode};
+use chaise_integration_tests::helpers::{get_bytes, noise, row_ids, urlencode};
 use chaise_integration_tests::{call, free_port, Node, NodeOptions, ADMIN, PASSWORD};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -383,13 +383,7 @@ fn attachments_reach_a_copy_that_was_down() {
     c.nodes[2].kill9();
 
     // 2.5 MiB of incompressible bytes (several copy pieces) and a gzip-stored text.
-    let mut x: u32 = 7;
-    let big: Vec<u8> = (0..(5 << 19))
-        .map(|_| {
-            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
-            (x >> 24) as u8
-        })
-        .collect();
+    let big = noise(7, 5 << 19);
     let text = "internal replication ".repeat(500);
     let (s, b) = call(
         c.nodes[0]
@@ -427,25 +421,10 @@ fn attachments_reach_a_copy_that_was_down() {
     // With the other two gone, node 3 serves the bytes from its own copy.
     c.nodes[0].kill9();
     c.nodes[1].kill9();
-    let got = c.nodes[2]
-        .req("GET", "/attdb/withatts/big")
-        .send()
-        .unwrap()
-        .bytes()
-        .unwrap();
-    assert!(
-        got[..] == big[..],
-        "big attachment differs: {:?} {}",
-        String::from_utf8_lossy(&got[..got.len().min(200)]),
-        c.nodes[2].logs()
-    );
-    let got = c.nodes[2]
-        .req("GET", "/attdb/withatts/notes.txt")
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
-    assert_eq!(got, text);
+    let got = get_bytes(&c.nodes[2], "/attdb/withatts/big");
+    assert!(got == big, "big attachment differs ({} bytes)", got.len());
+    let got = get_bytes(&c.nodes[2], "/attdb/withatts/notes.txt");
+    assert_eq!(got, text.as_bytes());
 }
 
 #[test]
