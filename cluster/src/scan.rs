@@ -127,7 +127,7 @@ impl ChangesCursor {
             vector,
             current: 0,
             left: q.limit,
-            limited: false,
+            limited: q.limit == 0,
             descending: q.descending,
             doc_ids: q.doc_ids.is_some(),
         }

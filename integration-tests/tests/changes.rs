@@ -494,6 +494,12 @@ fn long_feeds_stream_across_batches() {
     assert_eq!(ids(&b).into_iter().collect::<BTreeSet<_>>(), all);
     assert_eq!(b["pending"], 0);
 
+    // limit=0 (CouchDB 3.5): no rows, the position unchanged, everything pending.
+    let b = changes(&node, &db, "?limit=0");
+    assert_eq!(results(&b).len(), 0);
+    assert_eq!(b["pending"], total);
+    assert_eq!(seq_num(&b["last_seq"]), 0);
+
     // In pages of 1,100: every doc once, pending counting down.
     let mut seen = BTreeSet::new();
     let mut since = "0".to_string();
