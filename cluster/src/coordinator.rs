@@ -401,12 +401,13 @@ impl Coordinator {
             .ok_or(ClusterError::NoDb)
     }
 
-    fn addr_of(&self, node: &str) -> Option<String> {
+    fn addr_of(&self, node: &str) -> Result<String, ClusterError> {
         self.meta
             .members()
             .into_iter()
             .find(|m| m.name == node)
             .map(|m| m.fabric)
+            .ok_or_else(|| ClusterError::Internal(format!("unknown node {node}")))
     }
 
     /// Runs one operation on the copy of `range` held by `node`.
@@ -426,9 +427,7 @@ impl Coordinator {
             }
             return reply;
         }
-        let addr = self
-            .addr_of(node)
-            .ok_or_else(|| ClusterError::Internal(format!("unknown node {node}")))?;
+        let addr = self.addr_of(node)?;
         let bytes = postcard::to_stdvec(&op).map_err(|e| ClusterError::Internal(e.to_string()))?;
         let reply = self
             .clients
@@ -453,9 +452,7 @@ impl Coordinator {
             return Ok(ScanSource::Local(LocalScan::new(shard, op)));
         }
         let (tx, rx) = tokio::sync::mpsc::channel(SCAN_AHEAD);
-        let addr = self
-            .addr_of(node)
-            .ok_or_else(|| ClusterError::Internal(format!("unknown node {node}")))?;
+        let addr = self.addr_of(node)?;
         let bytes = postcard::to_stdvec(&op).map_err(|e| ClusterError::Internal(e.to_string()))?;
         let mut stream = self
             .clients

@@ -190,7 +190,6 @@ impl FabricClients {
 
     /// The queue of small shard calls to `addr`, started on first use.
     fn queue(&self, addr: &str) -> Result<mpsc::UnboundedSender<Queued>, FabricError> {
-        let client = self.client(addr)?;
         let mut queues = self
             .queues
             .lock()
@@ -200,7 +199,7 @@ impl FabricClients {
         }
         let (tx, rx) = mpsc::unbounded_channel();
         let sender = PeerSender {
-            client,
+            client: self.client(addr)?,
             addr: addr.to_string(),
             node: self.node.clone(),
             secret: self.secret.clone(),

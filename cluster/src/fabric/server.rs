@@ -117,6 +117,17 @@ impl FabricService {
     }
 }
 
+/// Refuses an operation encoded by another version of the shard operations.
+fn same_version(call: &ShardCall) -> Result<(), Status> {
+    if call.op_version == super::OP_VERSION {
+        Ok(())
+    } else {
+        Err(Status::failed_precondition(
+            "fabric operation version mismatch",
+        ))
+    }
+}
+
 type ReplyStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<ShardReply, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -124,11 +135,7 @@ impl Fabric for FabricService {
     async fn shard(&self, req: Request<ShardCall>) -> Result<Response<ShardReply>, Status> {
         self.check(&req)?;
         let call = req.into_inner();
-        if call.op_version != super::OP_VERSION {
-            return Err(Status::failed_precondition(
-                "fabric operation version mismatch",
-            ));
-        }
+        same_version(&call)?;
         let reply = self.shards.handle(call).await.map_err(Status::internal)?;
         Ok(Response::new(ShardReply { reply }))
     }
@@ -139,11 +146,7 @@ impl Fabric for FabricService {
     ) -> Result<Response<ShardBatchReply>, Status> {
         self.check(&req)?;
         let calls = req.into_inner().calls;
-        if calls.iter().any(|c| c.op_version != super::OP_VERSION) {
-            return Err(Status::failed_precondition(
-                "fabric operation version mismatch",
-            ));
-        }
+        calls.iter().try_for_each(same_version)?;
         // Concurrently: writes to one shard then share a commit.
         let replies = futures_util::future::join_all(calls.into_iter().map(|call| async {
             let reply = self.shards.handle(call).await.map_err(Status::internal)?;
@@ -160,11 +163,7 @@ impl Fabric for FabricService {
     async fn shard_stream(&self, req: Request<ShardCall>) -> Result<Response<ReplyStream>, Status> {
         self.check(&req)?;
         let call = req.into_inner();
-        if call.op_version != super::OP_VERSION {
-            return Err(Status::failed_precondition(
-                "fabric operation version mismatch",
-            ));
-        }
+        same_version(&call)?;
         let replies = self
             .shards
             .handle_stream(call)
