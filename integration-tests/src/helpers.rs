@@ -92,6 +92,11 @@ pub fn not_admin() -> Value {
     json!({"error": "unauthorized", "reason": "You are not a server admin."})
 }
 
+/// CouchDB's answer about a database that does not exist.
+pub fn no_db() -> Value {
+    json!({"error": "not_found", "reason": "Database does not exist."})
+}
+
 /// Creates a database with `q` ranges.
 pub fn create_q(node: &Node, name: &str, q: u32) -> String {
     let (s, b) = node.json("PUT", &format!("/{name}?q={q}"), None);
