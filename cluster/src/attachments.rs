@@ -57,10 +57,21 @@ impl Coordinator {
     pub async fn upload_begin(&self, db: &str, doc_id: &str) -> Result<AttUpload, ClusterError> {
         let map = self.map(db)?;
         let range = map.range_index(doc_id);
+        let nodes = self.copies(&map.ranges[range]);
+        self.upload_begin_on(map, range, nodes).await
+    }
+
+    /// Starts an upload on the given copies of range `range` of `map`.
+    pub(crate) async fn upload_begin_on(
+        &self,
+        map: std::sync::Arc<ShardMap>,
+        range: usize,
+        nodes: Vec<String>,
+    ) -> Result<AttUpload, ClusterError> {
         let mut up = AttUpload {
             range,
             id: rand::random(),
-            nodes: self.copies(&map.ranges[range]),
+            nodes,
             map,
         };
         let id = up.id;

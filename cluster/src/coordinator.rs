@@ -976,63 +976,48 @@ impl Coordinator {
             offset: 0,
             len: 0,
         };
-        let target_has = self.call(map, range, copy.target, probe.clone()).await?;
+        let target_has = self.call(map, range, copy.target, probe).await?;
         if matches!(target_has, ShardReply::Bytes(Some(_))) {
             return Ok(Some(NewAttachment::Stub {
                 name: info.name.clone(),
                 info: Some(info),
             }));
         }
-        let source_has = self.call(map, range, copy.source, probe).await?;
-        if !matches!(source_has, ShardReply::Bytes(Some(_))) {
-            return Ok(None);
-        }
-        let upload: [u8; 16] = rand::random();
-        self.call(map, range, copy.target, ShardOp::StageBegin(upload))
+        let index = map
+            .ranges
+            .iter()
+            .position(|r| r == range)
+            .ok_or_else(|| ClusterError::Internal("range not in its map".into()))?;
+        let target = vec![copy.target.to_string()];
+        let mut up = self
+            .upload_begin_on(Arc::new(map.clone()), index, target)
             .await?;
+        let stored = info.encoded_length.unwrap_or(info.length);
         let mut offset = 0u64;
-        let staged = loop {
+        while offset < stored {
             let op = ShardOp::AttachmentRange {
                 digest: info.digest,
                 offset,
                 len: COPY_PIECE,
             };
             let piece = match self.call(map, range, copy.source, op).await {
-                Ok(ShardReply::Bytes(Some(piece))) => piece,
+                Ok(ShardReply::Bytes(Some(piece))) if !piece.is_empty() => piece,
                 other => {
-                    let _ = self
-                        .call(map, range, copy.target, ShardOp::StageAbort(upload))
-                        .await;
-                    return match other {
-                        Err(e) => Err(e),
-                        _ => Ok(None),
-                    };
+                    self.upload_abort(&up).await;
+                    return other.map(|_| None);
                 }
             };
-            if piece.is_empty() {
-                match self
-                    .call(map, range, copy.target, ShardOp::StageFinish(upload))
-                    .await?
-                {
-                    ShardReply::Staged(staged) => break staged,
-                    other => return Err(unexpected(other)),
-                }
-            }
             offset += piece.len() as u64;
-            let op = ShardOp::StageAppend {
-                upload,
-                data: piece,
-            };
-            self.call(map, range, copy.target, op).await?;
-        };
+            self.upload_append(&mut up, &piece).await?;
+        }
+        let staged = self.upload_finish(&mut up).await?;
         if staged.digest == info.digest {
+            let upload = up.id();
             return Ok(Some(NewAttachment::Staged { info, upload }));
         }
         // Data stored under a digest that is not its MD5 (kept as a replicator
         // sent it): copied as it is, whole.
-        let _ = self
-            .call(map, range, copy.target, ShardOp::StageAbort(upload))
-            .await;
+        self.upload_abort(&up).await;
         match self
             .call(
                 map,
