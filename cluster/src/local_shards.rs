@@ -59,11 +59,7 @@ impl LocalShards {
             if let Some(s) = shard {
                 s.close();
             }
-            match std::fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e.into()),
-            }
+            Shard::remove_files(&path)?;
         }
         Ok(())
     }

@@ -3,13 +3,15 @@
 //! One shard copy is one redb file holding documents with their full revision
 //! trees, the by-sequence index that feeds `_changes`, `_local` documents,
 //! content-addressed attachments and the purge log. Writes from many concurrent
-//! callers are group-committed: one fsync serves a whole batch.
+//! callers are group-committed: one fsync serves a whole batch, and ordinary
+//! writes reach the disk through a sequential commit log rather than B-tree pages.
 //!
 //! This crate knows nothing of HTTP, of other nodes or of how shards are placed;
 //! the coordinator in `chaise-cluster` decides which shard a request goes to.
 
 mod blob;
 mod codec;
+mod commit_log;
 pub mod document;
 mod error;
 pub mod rev_id;

@@ -2,6 +2,7 @@
 
 use crate::blob::{blob_ref, read_range, ReadChunkTable, Upload, Uploads, ATT_CHUNK};
 use crate::codec::decode;
+use crate::commit_log;
 use crate::document::{
     BlobRef, ChangeRow, DocInfo, LocalDoc, PurgeInfo, RevBody, ShardInfo, StagedBlob,
 };
@@ -65,13 +66,17 @@ impl Shard {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
+        let log_path = commit_log::log_path(path);
+        if !path.exists() {
+            remove_if_present(&log_path)?;
+        }
         let db = Arc::new(
             Database::builder()
                 .set_cache_size(CACHE_BYTES)
                 .create(path)?,
         );
         let uploads = Uploads::default();
-        let (writer, uuid) = Writer::init(db.clone(), uploads.clone())?;
+        let (writer, uuid) = Writer::init(db.clone(), uploads.clone(), &log_path)?;
         let update_seq = writer.update_seq();
         let (seq_tx, seq_watch) = watch::channel(update_seq);
         let (tx, rx) = mpsc::channel();
@@ -87,6 +92,12 @@ impl Shard {
             seq_watch,
             uploads,
         }))
+    }
+
+    /// Deletes the files of the (closed) shard at `path`; missing ones are fine.
+    pub fn remove_files(path: &Path) -> Result<(), StorageError> {
+        remove_if_present(path)?;
+        remove_if_present(&commit_log::log_path(path))
     }
 
     /// The file this shard lives in.
@@ -284,6 +295,13 @@ impl Shard {
             path: self.path.clone(),
             uuid: self.uuid.clone(),
         })
+    }
+}
+
+fn remove_if_present(path: &Path) -> Result<(), StorageError> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+        _ => Ok(()),
     }
 }
 

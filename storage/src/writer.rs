@@ -1,12 +1,15 @@
 //! The shard writer: one thread per shard that group-commits queued writes.
 //!
 //! Callers queue operations; the writer drains everything queued, applies it in one
-//! redb write transaction, commits (fsync) once and only then answers every caller.
+//! redb write transaction, makes it durable once and only then answers every caller.
 //! Many concurrent clients therefore share few fsyncs, and an answer always means
-//! the write is on disk.
+//! the write is on disk. Document and `_local` writes are made durable by the
+//! shard's commit log (see `commit_log.rs`); anything else, and a checkpoint now and
+//! then, by a durable redb commit.
 
 use crate::blob::{blob_ref, drop_blob, write_chunks, ChunkTable, Uploads};
 use crate::codec::{decode, encode};
+use crate::commit_log::CommitLog;
 use crate::document::{
     AttachmentInfo, BlobRef, DocInfo, LocalDoc, NewAttachment, PurgeInfo, RevBody,
 };
@@ -15,8 +18,12 @@ use crate::rev_tree::{MergeOutcome, Rev};
 use crate::tables::{ATTACHMENTS, ATT_CHUNKS, BODIES, BY_ID, BY_SEQ, LOCAL, META, PURGED};
 use crate::{DocError, DocUpdate, EditKind, StorageError, UpdateResult};
 use redb::{Database, Durability, ReadableTable, Table, WriteTransaction};
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::HashSet;
+use std::path::Path;
 use std::sync::{mpsc, Arc};
+use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 
 pub(crate) const META_UPDATE_SEQ: &str = "update_seq";
@@ -25,6 +32,14 @@ pub(crate) const META_DOC_COUNT: &str = "doc_count";
 pub(crate) const META_DEL_COUNT: &str = "doc_del_count";
 pub(crate) const META_EXTERNAL: &str = "external";
 const META_UUID: &str = "uuid";
+/// Meta key of the commit log generation whose records are not yet checkpointed.
+const META_LOG_GENERATION: &str = "log_generation";
+/// Log size that triggers a checkpoint. Between checkpoints redb cannot reuse the
+/// pages it freed, so this also bounds how far the file grows ahead of them, and
+/// it bounds the disk a busy shard's log takes.
+const LOG_LIMIT: u64 = 4 << 20;
+/// A writer idle this long checkpoints what its log holds and frees the log's space.
+const IDLE_CHECKPOINT: Duration = Duration::from_secs(1);
 /// Meta key of the revs limit (decimal text).
 pub const META_REVS_LIMIT: &str = "revs_limit";
 const DEFAULT_REVS_LIMIT: usize = 1000;
@@ -72,6 +87,68 @@ pub(crate) enum WriteOp {
     },
 }
 
+/// The part of a `WriteOp` the commit log keeps: enough to apply it again.
+#[derive(Serialize, Deserialize)]
+enum LoggedOp<'a> {
+    Docs(Cow<'a, [DocUpdate]>),
+    Local {
+        id: Cow<'a, str>,
+        rev: Option<u64>,
+        body: Option<Cow<'a, [u8]>>,
+    },
+}
+
+impl WriteOp {
+    /// The op as a log record, if the log may make it durable: document writes that
+    /// use no streamed upload (its chunks are not in the log) and `_local` writes.
+    fn logged(&self) -> Option<LoggedOp<'_>> {
+        match self {
+            WriteOp::Docs { updates, .. } => {
+                let staged = updates.iter().any(|u| {
+                    u.attachments
+                        .iter()
+                        .any(|a| matches!(a, NewAttachment::Staged { .. }))
+                });
+                (!staged).then_some(LoggedOp::Docs(Cow::Borrowed(updates)))
+            }
+            WriteOp::Local { id, rev, body, .. } => Some(LoggedOp::Local {
+                id: Cow::Borrowed(id),
+                rev: *rev,
+                body: body.as_deref().map(Cow::Borrowed),
+            }),
+            _ => None,
+        }
+    }
+}
+
+impl LoggedOp<'_> {
+    /// The op again, for recovery; nobody waits for its answer.
+    fn into_op(self) -> WriteOp {
+        match self {
+            LoggedOp::Docs(updates) => WriteOp::Docs {
+                updates: updates.into_owned(),
+                reply: oneshot::channel().0,
+            },
+            LoggedOp::Local { id, rev, body } => WriteOp::Local {
+                id: id.into_owned(),
+                rev,
+                body: body.map(Cow::into_owned),
+                reply: oneshot::channel().0,
+            },
+        }
+    }
+}
+
+/// How a batch is made durable.
+enum Commit {
+    /// Upload chunks only: not yet (the write that uses them will be).
+    Staged,
+    /// By appending this record to the commit log.
+    Logged(Vec<u8>),
+    /// By a durable redb commit, which also checkpoints the log.
+    Checkpoint,
+}
+
 /// An answer computed inside a transaction, sent only after the commit.
 enum Pending {
     Docs(Reply<Vec<UpdateResult>>, Vec<UpdateResult>),
@@ -112,16 +189,20 @@ pub(crate) struct Writer {
     db: Arc<Database>,
     counters: Counters,
     uploads: Uploads,
+    log: CommitLog,
 }
 
 impl Writer {
-    /// Creates the tables if needed and loads the counters; returns the shard uuid.
+    /// Creates the tables if needed, loads the counters and applies again what the
+    /// commit log at `log_path` holds beyond the last checkpoint; returns the shard uuid.
     pub(crate) fn init(
         db: Arc<Database>,
         uploads: Uploads,
+        log_path: &Path,
     ) -> Result<(Writer, String), StorageError> {
         let txn = db.begin_write()?;
         let uuid;
+        let generation;
         {
             txn.open_table(BY_ID)?;
             txn.open_table(BY_SEQ)?;
@@ -140,15 +221,81 @@ impl Writer {
                     u
                 }
             };
+            // A new shard starts at a random generation, so that a stray log left by
+            // an earlier file of the same name is never taken for its own.
+            let stored = meta.get(META_LOG_GENERATION)?.map(|v| read_u64(v.value()));
+            generation = match stored {
+                Some(g) => g,
+                None => {
+                    let g = rand::random::<u64>() >> 1;
+                    meta.insert(META_LOG_GENERATION, g.to_le_bytes().as_slice())?;
+                    g
+                }
+            };
         }
         txn.commit()?;
+        let (log, records) = CommitLog::open(log_path, generation)?;
         let mut w = Writer {
             db,
             counters: Counters::default(),
             uploads,
+            log,
         };
         w.reload_counters()?;
+        w.replay(records)?;
         Ok((w, uuid))
+    }
+
+    /// Applies the log's records on top of the last checkpoint, then checkpoints.
+    fn replay(&mut self, records: Vec<Vec<u8>>) -> Result<(), StorageError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(records = records.len(), "replaying shard commit log");
+        self.durable_commit(|w, t| {
+            for record in records {
+                let ops: Vec<LoggedOp<'static>> = decode(&record)?;
+                for op in ops {
+                    w.apply(t, op.into_op())?;
+                }
+            }
+            w.save_counters(t)
+        })
+    }
+
+    /// Records, in a transaction about to commit durably, that the log's records so
+    /// far are redundant; `log.restart` the returned generation once it committed.
+    fn next_generation(&self, t: &mut Tables<'_>) -> Result<u64, StorageError> {
+        let next = (self.log.generation() + 1) & (u64::MAX >> 1);
+        t.meta
+            .insert(META_LOG_GENERATION, next.to_le_bytes().as_slice())?;
+        Ok(next)
+    }
+
+    /// Commits `fill`'s writes durably, which makes the log's records redundant,
+    /// and starts the log's next generation.
+    fn durable_commit(
+        &mut self,
+        fill: impl FnOnce(&mut Self, &mut Tables<'_>) -> Result<(), StorageError>,
+    ) -> Result<(), StorageError> {
+        let txn = self.db.begin_write()?;
+        let generation = {
+            let mut t = Tables::open(&txn)?;
+            fill(self, &mut t)?;
+            self.next_generation(&mut t)?
+        };
+        txn.commit()?;
+        self.log.restart(generation);
+        Ok(())
+    }
+
+    /// Makes everything the log holds durable in redb and empties the log.
+    fn checkpoint(&mut self) {
+        if self.log.len() > 0 {
+            if let Err(e) = self.durable_commit(|_, _| Ok(())) {
+                tracing::error!(error = %e, "shard checkpoint failed");
+            }
+        }
     }
 
     fn reload_counters(&mut self) -> Result<(), StorageError> {
@@ -182,7 +329,20 @@ impl Writer {
 
     /// The writer loop: runs until every sender is gone.
     pub(crate) fn run(mut self, rx: mpsc::Receiver<WriteOp>, seq_tx: watch::Sender<u64>) {
-        while let Ok(first) = rx.recv() {
+        loop {
+            let next = if self.log.len() > 0 {
+                rx.recv_timeout(IDLE_CHECKPOINT)
+            } else {
+                rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected)
+            };
+            let first = match next {
+                Ok(op) => op,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    self.checkpoint_and_release();
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH {
                 match rx.try_recv() {
@@ -211,7 +371,11 @@ impl Writer {
                     }
                 }
             }
+            if self.log.len() >= LOG_LIMIT {
+                self.checkpoint();
+            }
         }
+        self.checkpoint_and_release();
     }
 
     #[allow(clippy::type_complexity)]
@@ -220,44 +384,94 @@ impl Writer {
         batch: Vec<WriteOp>,
     ) -> Result<Vec<Pending>, (StorageError, Vec<Pending>)> {
         let mut pending = Vec::with_capacity(batch.len());
-        // A batch of upload chunks alone need not reach the disk yet.
-        let staging_only = batch
+        let unapplied_all = |e: StorageError, batch: Vec<WriteOp>| {
+            Err((e, batch.into_iter().map(unapplied).collect()))
+        };
+        let commit = if batch
             .iter()
-            .all(|op| matches!(op, WriteOp::StageChunks { .. }));
+            .all(|op| matches!(op, WriteOp::StageChunks { .. }))
+        {
+            Commit::Staged
+        } else {
+            match batch
+                .iter()
+                .map(WriteOp::logged)
+                .collect::<Option<Vec<_>>>()
+            {
+                Some(ops) => match encode(&ops) {
+                    Ok(record) => Commit::Logged(record),
+                    Err(e) => return unapplied_all(e, batch),
+                },
+                None => Commit::Checkpoint,
+            }
+        };
         let txn = match self.db.begin_write() {
             Ok(mut t) => {
-                if staging_only {
+                if !matches!(commit, Commit::Checkpoint) {
                     if let Err(e) = t.set_durability(Durability::None) {
-                        let e = StorageError::Engine(e.to_string());
-                        return Err((e, batch.into_iter().map(unapplied).collect()));
+                        return unapplied_all(StorageError::Engine(e.to_string()), batch);
                     }
                 }
                 t
             }
-            Err(e) => {
-                let e = StorageError::from(e);
-                return Err((e, batch.into_iter().map(unapplied).collect()));
-            }
+            Err(e) => return unapplied_all(e.into(), batch),
         };
         let mut ops = batch.into_iter();
-        let result = (|| -> Result<(), StorageError> {
+        let result = (|| -> Result<Option<u64>, StorageError> {
             let mut t = Tables::open(&txn)?;
             for op in ops.by_ref() {
                 pending.push(self.apply(&mut t, op)?);
             }
             self.save_counters(&mut t)?;
-            Ok(())
+            match commit {
+                Commit::Checkpoint => Ok(Some(self.next_generation(&mut t)?)),
+                _ => Ok(None),
+            }
         })();
         // Ops not reached because of an error still need an answer.
         pending.extend(ops.map(unapplied));
-        if let Err(e) = result {
-            let _ = txn.abort();
-            return Err((e, pending));
+        let generation = match result {
+            Ok(g) => g,
+            Err(e) => {
+                let _ = txn.abort();
+                return Err((e, pending));
+            }
+        };
+        if let Commit::Logged(record) = &commit {
+            if let Err(e) = self.log.append(record) {
+                let _ = txn.abort();
+                return Err((e.into(), pending));
+            }
         }
         if let Err(e) = txn.commit() {
+            if matches!(commit, Commit::Logged(_)) {
+                self.take_back_record();
+            }
             return Err((e.into(), pending));
         }
+        if let Some(g) = generation {
+            self.log.restart(g);
+        }
         Ok(pending)
+    }
+
+    /// Checkpoints and gives the log's disk space back, for a writer going idle.
+    fn checkpoint_and_release(&mut self) {
+        self.checkpoint();
+        if self.log.len() == 0 {
+            if let Err(e) = self.log.release() {
+                tracing::warn!(error = %e, "cannot shrink a shard commit log");
+            }
+        }
+    }
+
+    /// Voids the record of a batch whose commit failed after it was logged, so that
+    /// recovery does not apply what callers were told failed.
+    fn take_back_record(&mut self) {
+        if let Err(e) = self.log.undo_last() {
+            tracing::error!(error = %e, "cannot take back a commit log record; checkpointing");
+            self.checkpoint();
+        }
     }
 
     fn save_counters(&self, t: &mut Tables<'_>) -> Result<(), StorageError> {

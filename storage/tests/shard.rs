@@ -357,3 +357,126 @@ fn streamed_uploads_chunk_dedup_and_are_collected() {
         assert!(reader.info().unwrap().active_size < data.len() as u64);
     });
 }
+
+/// What a crash leaves of the open shard at `from`: its files as they are on disk
+/// now, the commit log copied first (a checkpoint between the two copies then only
+/// makes the log's records redundant). Without `with_log` only the shard file.
+fn crash_copy(from: &std::path::Path, to: &std::path::Path, with_log: bool) {
+    std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+    let log = |p: &std::path::Path| std::path::PathBuf::from(format!("{}-log", p.display()));
+    if with_log {
+        std::fs::copy(log(from), log(to)).unwrap();
+    }
+    std::fs::copy(from, to).unwrap();
+}
+
+#[test]
+fn acknowledged_writes_survive_a_crash_through_the_commit_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("live/s.redb");
+    let rt = rt();
+    rt.block_on(async {
+        // A first write, checkpointed by closing the shard.
+        let shard = Shard::open(&path, true).unwrap();
+        let a1 = write1(&shard, edit("a", None, r#"{"v":1}"#)).await.unwrap();
+        drop(shard);
+
+        // Writes of every logged kind, acknowledged while the shard stays open.
+        let shard = Shard::open(&path, false).unwrap();
+        let a2 = write1(&shard, edit("a", Some(&a1), r#"{"v":2}"#))
+            .await
+            .unwrap();
+        write1(&shard, replicated("a", 2, &["zz", &a1.id], false))
+            .await
+            .unwrap();
+        let mut u = edit("b", None, "{}");
+        u.attachments.push(NewAttachment::data(
+            "b.txt".into(),
+            "text/plain".into(),
+            b"bee".to_vec(),
+        ));
+        let b1 = write1(&shard, u).await.unwrap();
+        let many: Vec<DocUpdate> = (0..300)
+            .map(|i| edit(&format!("m{i:03}"), None, r#"{"many":true}"#))
+            .collect();
+        assert!(shard
+            .update_docs(many)
+            .await
+            .unwrap()
+            .iter()
+            .all(Result::is_ok));
+        shard
+            .write_local("_local/cp".into(), None, Some(br#"{"seq":7}"#.to_vec()))
+            .await
+            .unwrap()
+            .unwrap();
+        let before = shard.reader().unwrap().info().unwrap();
+
+        crash_copy(&path, &dir.path().join("crash/s.redb"), true);
+        crash_copy(&path, &dir.path().join("nolog/s.redb"), false);
+
+        // The shard file alone has only the checkpointed write: the rest was made
+        // durable by the log alone.
+        let bare = Shard::open(&dir.path().join("nolog/s.redb"), false).unwrap();
+        let r = bare.reader().unwrap();
+        assert_eq!(r.info().unwrap().update_seq, 1);
+        assert!(r.doc_info("b").unwrap().is_none());
+        drop(bare);
+
+        // With the log, every acknowledged write is back.
+        let crashed = dir.path().join("crash/s.redb");
+        let copy = Shard::open(&crashed, false).unwrap();
+        let r = copy.reader().unwrap();
+        let after = r.info().unwrap();
+        assert_eq!(
+            (after.update_seq, after.doc_count, after.doc_del_count),
+            (before.update_seq, before.doc_count, before.doc_del_count)
+        );
+        let a = r.doc_info("a").unwrap().unwrap();
+        assert_eq!(a.tree.leaves().len(), 2, "the replicated conflict is back");
+        assert!(a.tree.contains(&a2));
+        let b = r.rev_body("b", &b1).unwrap().unwrap();
+        let data = r.attachment(&b.attachments[0].digest).unwrap();
+        assert_eq!(data.as_deref(), Some(&b"bee"[..]));
+        assert!(r.doc_info("m299").unwrap().is_some());
+        assert_eq!(r.local_doc("_local/cp").unwrap().unwrap().rev, 1);
+
+        // Writing on continues from the recovered state, and survives a reopen.
+        let b2 = write1(&copy, edit("b", Some(&b1), "{}")).await.unwrap();
+        drop(copy);
+        let copy = Shard::open(&crashed, false).unwrap();
+        let r = copy.reader().unwrap();
+        assert_eq!(r.info().unwrap().update_seq, before.update_seq + 1);
+        assert_eq!(
+            r.doc_info("b").unwrap().unwrap().tree.winner().unwrap().rev,
+            b2
+        );
+        drop(shard);
+    });
+}
+
+#[test]
+fn a_new_shard_ignores_a_stray_log_of_an_earlier_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let rt = rt();
+    rt.block_on(async {
+        let shard = Shard::open(&path, true).unwrap();
+        write1(&shard, edit("old", None, "{}")).await.unwrap();
+        crash_copy(&path, &dir.path().join("old/s.redb"), true);
+        drop(shard);
+        Shard::remove_files(&path).unwrap();
+        assert!(!path.exists());
+        // The crashed copy's log is put back beside a shard file that no longer
+        // exists: the new shard must not take its records.
+        std::fs::copy(
+            dir.path().join("old/s.redb-log"),
+            dir.path().join("s.redb-log"),
+        )
+        .unwrap();
+        let shard = Shard::open(&path, true).unwrap();
+        let r = shard.reader().unwrap();
+        assert!(r.doc_info("old").unwrap().is_none());
+        assert_eq!(r.info().unwrap().update_seq, 0);
+    });
+}

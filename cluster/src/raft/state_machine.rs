@@ -145,7 +145,7 @@ impl StateMachine {
                 for range in map.ranges.iter().filter(|r| r.nodes.contains(&self.node)) {
                     // Leftovers of an earlier database of the same name and second go first.
                     let path = self.shards.path(&map, range);
-                    let _ = std::fs::remove_file(&path);
+                    let _ = chaise_storage::Shard::remove_files(&path);
                     match self.shards.get(&map, range, true) {
                         Ok(shard) => {
                             if let Err(e) = shard.set_meta("security", security.clone()).await {
