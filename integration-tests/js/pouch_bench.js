@@ -3,7 +3,11 @@
 // server and to push 10,000 ~1 KB docs to it. Prints the figures; asserts nothing
 // beyond the replications succeeding with the right counts.
 //
-//   node pouch_bench.js http://admin:secret@127.0.0.1:5984 [docs] [batch_size]
+//   node pouch_bench.js http://admin:secret@127.0.0.1:5984 [docs] [batch_size] [pull|push|floor]
+//
+// Without a mode, each figure is taken in a fresh Node process (so that neither
+// inherits the other's heap), and last the push "floor": the same push to
+// null_couch.js, a server that stores nothing, i.e. what the client alone costs.
 
 const { serverUrl, log, dbName, remoteDb, localDb, run } = require('./lib');
 const PouchDB = require('pouchdb-core');
@@ -71,9 +75,8 @@ async function timed(what, fn) {
   return ms;
 }
 
-run(async () => {
-  const url = serverUrl();
-  // Pull: the server has the docs, an empty local db pulls them.
+/** Pull: the server has the docs, an empty local db pulls them. */
+async function pull(url) {
   const src = traced(url, dbName('bench-pull'));
   await src.info();
   await fill(src, 'p');
@@ -83,16 +86,51 @@ run(async () => {
   waits.clear();
   await timed('pull (Chaise -> PouchDB memory)', () => pullTarget.replicate.from(src, { batch_size: BATCH }));
   report('pull');
+  await src.destroy();
+}
 
-  // Push: a local db with the docs pushes them to an empty server db.
+/** Push: a local db with the docs pushes them to an empty server db. */
+async function push(url, what) {
   const local = localDb('bench-push-local');
   await fill(local, 'q');
   const dst = traced(url, dbName('bench-push'));
   await dst.info();
   waits.clear();
-  await timed('push (PouchDB memory -> Chaise)', () => local.replicate.to(dst, { batch_size: BATCH }));
+  await timed(what, () => local.replicate.to(dst, { batch_size: BATCH }));
   report('push');
-
-  await src.destroy();
   await dst.destroy();
+}
+
+/** Runs this script again in `mode`, in a fresh process; resolves when it ended well. */
+function child(url, mode) {
+  const { execFileSync } = require('child_process');
+  execFileSync(process.execPath, [__filename, url, String(N), String(BATCH), mode], { stdio: 'inherit' });
+}
+
+/** Starts null_couch.js; resolves with its URL and a function that stops it. */
+function nullCouch() {
+  const { spawn } = require('child_process');
+  const proc = spawn(process.execPath, [require('path').join(__dirname, 'null_couch.js')]);
+  return new Promise((resolve, reject) => {
+    proc.on('error', reject);
+    proc.stdout.once('data', (d) => {
+      const port = String(d).match(/listening (\d+)/)[1];
+      resolve({ url: `http://127.0.0.1:${port}`, stop: () => proc.kill() });
+    });
+  });
+}
+
+run(async () => {
+  const url = serverUrl();
+  switch (process.argv[5]) {
+    case 'pull': return pull(url);
+    case 'push': return push(url, 'push (PouchDB memory -> Chaise)');
+    case 'floor': return push(url, 'push floor (PouchDB memory -> null server)');
+    default: {
+      child(url, 'pull');
+      child(url, 'push');
+      const floor = await nullCouch();
+      try { child(floor.url, 'floor'); } finally { floor.stop(); }
+    }
+  }
 });
