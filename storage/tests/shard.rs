@@ -405,6 +405,19 @@ fn acknowledged_writes_survive_a_crash_through_the_commit_log() {
             .unwrap()
             .iter()
             .all(Result::is_ok));
+        // Past the log's checkpoint size: later records go to a new generation.
+        let pad = format!(r#"{{"pad":"{}"}}"#, "p".repeat(4000));
+        for batch in 0..12 {
+            let docs: Vec<DocUpdate> = (0..100)
+                .map(|i| edit(&format!("big{batch:02}-{i:03}"), None, &pad))
+                .collect();
+            assert!(shard
+                .update_docs(docs)
+                .await
+                .unwrap()
+                .iter()
+                .all(Result::is_ok));
+        }
         shard
             .write_local("_local/cp".into(), None, Some(br#"{"seq":7}"#.to_vec()))
             .await
@@ -415,12 +428,12 @@ fn acknowledged_writes_survive_a_crash_through_the_commit_log() {
         crash_copy(&path, &dir.path().join("crash/s.redb"), true);
         crash_copy(&path, &dir.path().join("nolog/s.redb"), false);
 
-        // The shard file alone has only the checkpointed write: the rest was made
-        // durable by the log alone.
+        // The shard file alone lacks the writes after its last checkpoint: those
+        // were made durable by the log alone.
         let bare = Shard::open(&dir.path().join("nolog/s.redb"), false).unwrap();
         let r = bare.reader().unwrap();
-        assert_eq!(r.info().unwrap().update_seq, 1);
-        assert!(r.doc_info("b").unwrap().is_none());
+        assert!(r.info().unwrap().update_seq < before.update_seq);
+        assert!(r.doc_info("big11-099").unwrap().is_none());
         drop(bare);
 
         // With the log, every acknowledged write is back.
@@ -439,6 +452,8 @@ fn acknowledged_writes_survive_a_crash_through_the_commit_log() {
         let data = r.attachment(&b.attachments[0].digest).unwrap();
         assert_eq!(data.as_deref(), Some(&b"bee"[..]));
         assert!(r.doc_info("m299").unwrap().is_some());
+        assert!(r.doc_info("big00-000").unwrap().is_some());
+        assert!(r.doc_info("big11-099").unwrap().is_some());
         assert_eq!(r.local_doc("_local/cp").unwrap().unwrap().rev, 1);
 
         // Writing on continues from the recovered state, and survives a reopen.
