@@ -373,8 +373,8 @@ impl Coordinator {
     }
 
     /// Whether this node has caught up with the cluster metadata (for `/_up`).
-    pub fn readiness(&self) -> crate::raft::Readiness {
-        self.meta.readiness()
+    pub async fn readiness(&self) -> crate::raft::Readiness {
+        self.meta.readiness().await
     }
 
     /// The HTTP address of a member, for requests addressed to `/_node/{name}/...`.

@@ -47,7 +47,7 @@ pub fn root(state: &AppState, req: &Req) -> ApiResult<Response> {
 }
 
 /// `GET /_up`.
-pub fn up(state: &AppState, req: &Req) -> ApiResult<Response> {
+pub async fn up(state: &AppState, req: &Req) -> ApiResult<Response> {
     get_only(req)?;
     match state.config.get("couchdb", "maintenance_mode").as_deref() {
         Some("true") => Ok(json(
@@ -55,7 +55,7 @@ pub fn up(state: &AppState, req: &Req) -> ApiResult<Response> {
             &json!({"status": "maintenance_mode"}),
         )),
         Some("nolb") => Ok(json(StatusCode::NOT_FOUND, &json!({"status": "nolb"}))),
-        _ => Ok(match state.coordinator.readiness() {
+        _ => Ok(match state.coordinator.readiness().await {
             Readiness::Ready => json(StatusCode::OK, &json!({"status": "ok", "seeds": {}})),
             Readiness::Seeding { leader, pending } => {
                 let mut seeds = serde_json::Map::new();

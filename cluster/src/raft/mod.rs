@@ -37,6 +37,9 @@ openraft::declare_raft_types!(
 /// The Raft instance of this node.
 pub type MetaRaft = Raft<TypeConfig>;
 
+/// How long a node that believes it leads waits for a quorum to confirm it (`/_up`).
+const LEADERSHIP_CHECK: std::time::Duration = std::time::Duration::from_millis(1000);
+
 /// A node's Raft id: derived from its name, so every node computes the same id.
 pub fn node_id(name: &str) -> u64 {
     let h = Sha256::digest(name.as_bytes());
@@ -265,22 +268,35 @@ impl Metadata {
     /// cluster of several nodes is seeding while it knows no Raft leader or has log
     /// entries it has not applied yet; it then answers `/_up` with 404, as a
     /// CouchDB node pulling `_nodes`/`_dbs` from its seeds does.
-    pub fn readiness(&self) -> Readiness {
-        let m = self.raft.metrics();
-        let metrics = m.borrow();
-        let members = metrics.membership_config.membership().nodes().count();
+    pub async fn readiness(&self) -> Readiness {
+        let (members, leader_id, pending) = {
+            let m = self.raft.metrics();
+            let metrics = m.borrow();
+            let members = metrics.membership_config.membership().nodes().count();
+            let applied = metrics.last_applied.map_or(0, |l| l.index);
+            let pending = metrics.last_log_index.unwrap_or(0).saturating_sub(applied);
+            let leader = metrics.current_leader.and_then(|id| {
+                metrics
+                    .membership_config
+                    .membership()
+                    .get_node(&id)
+                    .map(|n| (id, Member::parse(&n.addr).name))
+            });
+            (members, leader, pending)
+        };
         if members <= 1 {
             return Readiness::Ready;
         }
-        let leader = metrics.current_leader.and_then(|id| {
-            metrics
-                .membership_config
-                .membership()
-                .get_node(&id)
-                .map(|n| Member::parse(&n.addr).name)
-        });
-        let applied = metrics.last_applied.map_or(0, |l| l.index);
-        let pending = metrics.last_log_index.unwrap_or(0).saturating_sub(applied);
+        // A leader cut off from its followers goes on believing it leads: it must
+        // hear from a quorum now to count as one.
+        let leader = match leader_id {
+            Some((id, name)) if id == node_id(&self.node) => {
+                let confirmed =
+                    tokio::time::timeout(LEADERSHIP_CHECK, self.raft.ensure_linearizable()).await;
+                matches!(confirmed, Ok(Ok(_))).then_some(name)
+            }
+            other => other.map(|(_, name)| name),
+        };
         match leader {
             Some(_) if pending == 0 => Readiness::Ready,
             leader => Readiness::Seeding { leader, pending },
