@@ -133,7 +133,7 @@ async fn route(state: &AppState, req: Req) -> ApiResult<Response> {
     let s: Vec<&str> = segs.iter().map(String::as_str).collect();
     match s.as_slice() {
         [] => server::root(state, &req),
-        ["_up"] => server::up(state, &req),
+        ["_up"] => server::up(state, &req).await,
         ["_uuids"] => server::uuids(state, &req),
         ["_session"] => session::handle(state, &req).await,
         ["_all_dbs"] => server::all_dbs(state, &req).await,
@@ -177,7 +177,9 @@ fn illegal_db(req: &Req, db: &str, rest: &[&str]) -> ApiError {
 async fn db_route(state: &AppState, req: Req, db: &str, rest: &[&str]) -> ApiResult<Response> {
     // Server-admin-only endpoints are checked before the database's security.
     let server_admin_only = matches!(rest, [] if matches!(req.method, Method::PUT | Method::DELETE))
-        || matches!(rest, ["_purge" | "_purged_infos_limit", ..]);
+        || matches!(rest, ["_purge" | "_purged_infos_limit", ..])
+        // chttpd_auth_request: listing the users database is for server admins.
+        || (db == crate::handlers::users::USERS_DB && matches!(rest, ["_all_docs" | "_changes", ..]));
     if server_admin_only {
         auth::require_admin(&req.user)?;
     }

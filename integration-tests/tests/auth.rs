@@ -7,7 +7,7 @@ use base64::Engine;
 use chaise_integration_tests::helpers::{
     call_with_headers, header, not_admin, set_config_in_memory,
 };
-use chaise_integration_tests::{call, Node, ADMIN, PASSWORD};
+use chaise_integration_tests::{call, set_config, Node, ADMIN, PASSWORD};
 use reqwest::blocking::RequestBuilder;
 use reqwest::header::HeaderMap;
 use serde_json::{json, Value};
@@ -784,6 +784,162 @@ fn user_can_log_in_basic_and_cookie() {
     assert_eq!((s, b), (401, bad_credentials()));
     let (_, b) = call(with_cookie(node.anon("GET", "/_session"), &token));
     assert_eq!(b["userCtx"]["name"], Value::Null);
+}
+
+fn forbidden(reason: &str) -> Value {
+    json!({"error": "forbidden", "reason": reason})
+}
+
+fn missing() -> Value {
+    json!({"error": "not_found", "reason": "missing"})
+}
+
+#[test]
+fn user_docs_are_validated_as_couchdb_auth_design_doc_does() {
+    let node = Node::start();
+    let put = |id: &str, doc: Value| node.put(&format!("/_users/org.couchdb.user:{id}"), doc);
+    let refused = [
+        ("x", json!({"name": "x", "roles": []}), "doc.type must be user"),
+        ("x", json!({"type": "user", "roles": []}), "doc.name is required"),
+        ("x", json!({"name": "x", "type": "user"}), "doc.roles must exist"),
+        ("x", json!({"name": "x", "type": "user", "roles": "r"}), "doc.roles must be an array"),
+        ("x", json!({"name": "x", "type": "user", "roles": [1]}), "doc.roles can only contain strings"),
+        ("x", json!({"name": "y", "type": "user", "roles": []}), "Doc ID must be of the form org.couchdb.user:name"),
+        ("x", json!({"name": "x", "type": "user", "roles": [], "password_sha": "ab"}),
+            "Users with password_sha must have a salt.See /_utils/script/couch.js for example code."),
+        ("x", json!({"name": "x", "type": "user", "roles": [], "password_scheme": "md5"}),
+            "Password scheme `md5` not supported."),
+        ("x", json!({"name": "x", "type": "user", "roles": [], "password_scheme": "pbkdf2", "derived_key": "00"}),
+            "iterations must be a number."),
+        ("x", json!({"name": "x", "type": "user", "roles": ["_admin"]}),
+            "No system roles (starting with underscore) in users db."),
+        ("_x", json!({"name": "_x", "type": "user", "roles": []}), "Username may not start with underscore."),
+        ("a:b", json!({"name": "a:b", "type": "user", "roles": []}), "Character `:` is not allowed in usernames."),
+    ];
+    for (id, doc, reason) in refused {
+        assert_eq!(put(id, doc.clone()), (403, forbidden(reason)), "{doc}");
+    }
+    // Even a server admin's write is validated; `_metrics` is the one system role
+    // a user may hold; a hashed password passes the pbkdf2 checks.
+    let (s, b) = put(
+        "m",
+        json!({"name": "m", "type": "user", "roles": ["_metrics"], "password": "p"}),
+    );
+    assert_eq!(s, 201, "{b}");
+    let (s, b) = node.post(
+        "/_users",
+        json!({"_id": "org.couchdb.user:p", "name": "p", "roles": []}),
+    );
+    assert_eq!((s, b), (403, forbidden("doc.type must be user")));
+    // _bulk_docs refuses the bad document alone.
+    let (s, b) = node.post(
+        "/_users/_bulk_docs",
+        json!({"docs": [
+            {"_id": "org.couchdb.user:ok", "name": "ok", "type": "user", "roles": [], "password": "p"},
+            {"_id": "org.couchdb.user:bad", "name": "bad", "type": "admin", "roles": []},
+        ]}),
+    );
+    assert_eq!(s, 201, "{b}");
+    assert_eq!(b[0]["ok"], true, "{b}");
+    assert_eq!(
+        b[1],
+        json!({"id": "org.couchdb.user:bad", "error": "forbidden", "reason": "doc.type must be user"})
+    );
+}
+
+#[test]
+fn open_users_db_lets_users_sign_up_and_keep_to_their_own_doc() {
+    let node = Node::start();
+    create_user(&node, "ann", "annpw", &["staff"]);
+    // By default (CouchDB 3) only admins reach `_users`; an admin may open it.
+    let (s, _) = call(node.anon("GET", "/_users/org.couchdb.user:sam"));
+    assert_eq!(s, 401);
+    set_config(&node, "couchdb", "users_db_security_editable", "true");
+    let (s, b) = node.put(
+        "/_users/_security",
+        json!({"members": {"names": [], "roles": []}, "admins": {"names": [], "roles": []}}),
+    );
+    assert_eq!(s, 200, "{b}");
+    let sam = "/_users/org.couchdb.user:sam";
+    let signup = |doc: Value| call(node.anon("PUT", sam).json(&doc));
+
+    // Anonymous sign-up, without roles.
+    let (s, b) =
+        signup(json!({"name": "sam", "type": "user", "roles": ["boss"], "password": "sampw"}));
+    assert_eq!((s, b), (403, forbidden("Only _admin may set roles")));
+    let (s, b) = signup(json!({"name": "sam", "type": "user", "roles": [], "password": "sampw"}));
+    assert_eq!(s, 201, "{b}");
+    let rev = b["rev"].as_str().unwrap().to_string();
+    // An anonymous client cannot take the account over, nor read it.
+    let (s, b) =
+        signup(json!({"_rev": rev, "name": "sam", "type": "user", "roles": [], "password": "x"}));
+    assert_eq!(
+        (s, b),
+        (
+            403,
+            forbidden("You may only update your own user document.")
+        )
+    );
+    assert_eq!(call(node.anon("GET", sam)), (404, missing()));
+
+    // Sam reads and updates their own document, but not its roles.
+    let (s, doc) = call(as_user(&node, "GET", sam, "sam", "sampw"));
+    assert_eq!(s, 200, "{doc}");
+    let mut edit = doc.clone();
+    edit["roles"] = json!(["staff"]);
+    let (s, b) = call(as_user(&node, "PUT", sam, "sam", "sampw").json(&edit));
+    assert_eq!((s, b), (403, forbidden("Only _admin may edit roles")));
+    let mut edit = doc.clone();
+    edit["password"] = json!("newpw");
+    let (s, b) = call(as_user(&node, "PUT", sam, "sam", "sampw").json(&edit));
+    assert_eq!(s, 201, "{b}");
+    let (s, _) = call(as_user(&node, "GET", "/_session", "sam", "newpw"));
+    assert_eq!(s, 200);
+
+    // Other users' documents are hidden, and out of reach.
+    let ann = "/_users/org.couchdb.user:ann";
+    assert_eq!(
+        call(as_user(&node, "GET", ann, "sam", "newpw")),
+        (404, missing())
+    );
+    let (_, ann_doc) = node.get(ann);
+    let (s, b) = call(as_user(&node, "PUT", ann, "sam", "newpw").json(&ann_doc));
+    assert_eq!((s, b), (404, missing()));
+    let del = format!("{ann}?rev={}", ann_doc["_rev"].as_str().unwrap());
+    assert_eq!(
+        call(as_user(&node, "DELETE", &del, "sam", "newpw")),
+        (404, missing())
+    );
+    let (s, b) = call(as_user(
+        &node,
+        "GET",
+        "/_users/_design/_auth",
+        "sam",
+        "newpw",
+    ));
+    assert_eq!(
+        (s, b),
+        (
+            403,
+            forbidden("Only administrators can view design docs in the users database.")
+        )
+    );
+    for listing in ["/_users/_all_docs", "/_users/_changes"] {
+        let (s, b) = call(as_user(&node, "GET", listing, "sam", "newpw"));
+        assert_eq!(
+            (s, b),
+            (
+                401,
+                json!({"error": "unauthorized", "reason": "You are not a server admin."})
+            ),
+            "{listing}"
+        );
+    }
+    // Sam may delete their own account.
+    let (_, doc) = call(as_user(&node, "GET", sam, "sam", "newpw"));
+    let del = format!("{sam}?rev={}", doc["_rev"].as_str().unwrap());
+    let (s, b) = call(as_user(&node, "DELETE", &del, "sam", "newpw"));
+    assert_eq!(s, 200, "{b}");
 }
 
 #[test]

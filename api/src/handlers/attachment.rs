@@ -6,6 +6,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::handlers::document::{
     agreed_rev, if_none_match, open_winner, r_param, url_encode, write, Saved,
 };
+use crate::handlers::users;
 use crate::multipart;
 use crate::request::Req;
 use crate::response::{empty, head_of, with_header};
@@ -26,6 +27,11 @@ pub async fn handle(
     id: &str,
     name: &str,
 ) -> ApiResult<Response> {
+    // A user document's attachments are its user's (and the admins'), like the
+    // document itself.
+    if ctx.db == users::USERS_DB {
+        users::check_read(ctx, &req.user, id)?;
+    }
     match req.method {
         Method::GET => get(state, req, ctx, id, name).await,
         Method::HEAD => Ok(head_of(get(state, req, ctx, id, name).await?)),

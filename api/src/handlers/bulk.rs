@@ -100,6 +100,10 @@ pub async fn bulk_docs(state: &AppState, req: &Req, ctx: &DbCtx<'_>) -> ApiResul
         }
         if ctx.db == users::USERS_DB {
             users::hash_password(state, &mut parsed);
+            if let Err(e) = users::check_write(state, ctx, &req.user, &id, &parsed).await {
+                slots.push(Err(json!({"id": id, "error": e.error, "reason": e.reason})));
+                continue;
+            }
         }
         slots.push(Ok(updates.len()));
         updates.push(doc_json::to_update(parsed, id, new_edits, &comp)?);

@@ -191,6 +191,9 @@ fn open_revs_param(req: &Req) -> ApiResult<Option<RevSelector>> {
 }
 
 async fn get(state: &AppState, req: &Req, ctx: &DbCtx<'_>, id: &str) -> ApiResult<Response> {
+    if ctx.db == users::USERS_DB {
+        users::check_read(ctx, &req.user, id)?;
+    }
     let opts = render_opts(req)?;
     if let Some(sel) = open_revs_param(req)? {
         return open_revs(state, req, ctx, id, sel, &without_meta(&opts)).await;
@@ -752,6 +755,7 @@ pub async fn write(
     }
     if ctx.db == users::USERS_DB {
         users::hash_password(state, &mut parsed);
+        users::check_write(state, ctx, &req.user, &id, &parsed).await?;
     }
     let max = state.config_u64("couchdb", "max_document_size", 8_000_000) as usize;
     if parsed.body.len() > max {
