@@ -37,7 +37,7 @@ const META_LOG_GENERATION: &str = "log_generation";
 /// Log size that triggers a checkpoint. Between checkpoints redb cannot reuse the
 /// pages it freed, so this also bounds how far the file grows ahead of them, and
 /// it bounds the disk a busy shard's log takes.
-const LOG_LIMIT: u64 = 1 << 20;
+const LOG_LIMIT: u64 = 256 << 10;
 /// A writer idle this long checkpoints what its log holds and frees the log's space.
 const IDLE_CHECKPOINT: Duration = Duration::from_secs(1);
 /// Meta key of the revs limit (decimal text).
