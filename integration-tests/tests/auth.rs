@@ -910,6 +910,16 @@ fn open_users_db_lets_users_sign_up_and_keep_to_their_own_doc() {
         call(as_user(&node, "DELETE", &del, "sam", "newpw")),
         (404, missing())
     );
+    let wanted = json!({"docs": [{"id": "org.couchdb.user:sam"}, {"id": "org.couchdb.user:ann"}]});
+    let (s, b) = call(as_user(&node, "POST", "/_users/_bulk_get", "sam", "newpw").json(&wanted));
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["results"][0]["docs"][0]["ok"]["name"], "sam", "{b}");
+    let refused = &b["results"][1]["docs"][0]["error"];
+    assert_eq!(
+        (&refused["error"], &refused["reason"]),
+        (&json!("not_found"), &json!("missing")),
+        "{b}"
+    );
     let (s, b) = call(as_user(
         &node,
         "GET",

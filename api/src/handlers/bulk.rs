@@ -1,6 +1,7 @@
 //! `_bulk_docs` and `_bulk_get`: the batch write and read calls of replicators.
 
 use crate::att_data::{stream_body, Piece};
+use crate::auth::UserCtx;
 use crate::doc_json::{self, parse_rev, RenderOpts};
 use crate::error::{doc_error_code, ApiError, ApiResult};
 use crate::handlers::document::{multipart_rev, render_opts, render_rev, without_meta};
@@ -217,6 +218,23 @@ enum Arg<'a> {
     },
 }
 
+/// Refuses, in `_users`, the documents this user may not read (`after_doc_read`).
+fn readable<'a>(ctx: &DbCtx<'_>, user: &UserCtx, arg: Arg<'a>) -> Arg<'a> {
+    if ctx.db != users::USERS_DB {
+        return arg;
+    }
+    let Arg::Open { id, rev, .. } = &arg else {
+        return arg;
+    };
+    match users::check_read(ctx, user, id) {
+        Ok(()) => arg,
+        Err(e) => {
+            let rev = rev.as_ref().map_or(Value::Null, |r| json!(r.to_string()));
+            Arg::Refused(ItemError::new(json!(id), rev, &e.error, &e.reason))
+        }
+    }
+}
+
 /// Reads one item of `docs` (`bulk_get_parse_doc_id`, `bulk_get_parse_revs`,
 /// `bulk_get_parse_atts_since`): an empty `atts_since` is as none.
 fn parse_arg(item: &Value) -> Arg<'_> {
@@ -420,14 +438,15 @@ pub async fn bulk_get(state: &AppState, req: &Req, ctx: &DbCtx<'_>) -> ApiResult
         && (mixed || multipart::accepts_content_type(req, "multipart/related"))
     {
         let kind = if mixed { "mixed" } else { "related" };
-        return bulk_get_multipart(state, ctx.db, docs, &base, latest, kind).await;
+        return bulk_get_multipart(state, ctx, &req.user, docs, &base, latest, kind).await;
     }
     let mut out = b"{\"results\":[".to_vec();
     for (i, d) in docs.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        let item = resolve(state, ctx.db, parse_arg(d), &base, latest).await?;
+        let arg = readable(ctx, &req.user, parse_arg(d));
+        let item = resolve(state, ctx.db, arg, &base, latest).await?;
         out.extend_from_slice(b"{\"id\":");
         push_json(&mut out, &item.id());
         out.extend_from_slice(b",\"docs\":[");
@@ -481,17 +500,19 @@ pub async fn bulk_get(state: &AppState, req: &Req, ctx: &DbCtx<'_>) -> ApiResult
 /// with `Content-Type: application/json; error="true"`.
 async fn bulk_get_multipart(
     state: &AppState,
-    db: &str,
+    ctx: &DbCtx<'_>,
+    user: &UserCtx,
     docs: &[Value],
     base: &RenderOpts,
     latest: bool,
     kind: &str,
 ) -> ApiResult<Response> {
     const ERROR_HEAD: &str = "Content-Type: application/json; error=\"true\"\r\n\r\n";
+    let db = ctx.db;
     let boundary = format!("--{}", multipart::boundary());
     let mut pieces = Vec::new();
     for d in docs {
-        match resolve(state, db, parse_arg(d), base, latest).await? {
+        match resolve(state, db, readable(ctx, user, parse_arg(d)), base, latest).await? {
             Resolved::Error(e) => {
                 let mut part = format!("\r\n--{boundary}\r\n{ERROR_HEAD}").into_bytes();
                 e.push_json(&mut part);
