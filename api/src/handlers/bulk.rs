@@ -338,18 +338,20 @@ impl Resolved<'_> {
     }
 }
 
-/// Opens the revisions one item asks for. `base` holds the query's render
-/// options; an item's `atts_since` adds `attachments` (`[{atts_since, Revs},
-/// attachments]`). An unknown document asked without a revision is an error for
-/// the whole item, with `rev` `"undefined"`; asked with one, that revision is missing.
+/// Reads one item of `docs` and opens the revisions it asks for, if `user` may
+/// read them. `base` holds the query's render options; an item's `atts_since`
+/// adds `attachments` (`[{atts_since, Revs}, attachments]`). An unknown document
+/// asked without a revision is an error for the whole item, with `rev`
+/// `"undefined"`; asked with one, that revision is missing.
 async fn resolve<'a>(
     state: &AppState,
-    db: &str,
-    arg: Arg<'a>,
+    ctx: &DbCtx<'_>,
+    user: &UserCtx,
+    item: &'a Value,
     base: &RenderOpts,
     latest: bool,
 ) -> ApiResult<Resolved<'a>> {
-    let (id, rev, atts_since) = match arg {
+    let (id, rev, atts_since) = match readable(ctx, user, parse_arg(item)) {
         Arg::Refused(e) => return Ok(Resolved::Error(e)),
         Arg::Open {
             id,
@@ -372,7 +374,7 @@ async fn resolve<'a>(
         },
         None => RevSelector::AllLeaves,
     };
-    let doc = state.coordinator.open_doc(db, id, sel).await?;
+    let doc = state.coordinator.open_doc(ctx.db, id, sel).await?;
     let revs: Vec<Result<usize, Rev>> = match &doc {
         None => rev.iter().cloned().map(Err).collect(),
         Some(doc) => doc
@@ -445,8 +447,7 @@ pub async fn bulk_get(state: &AppState, req: &Req, ctx: &DbCtx<'_>) -> ApiResult
         if i > 0 {
             out.push(b',');
         }
-        let arg = readable(ctx, &req.user, parse_arg(d));
-        let item = resolve(state, ctx.db, arg, &base, latest).await?;
+        let item = resolve(state, ctx, &req.user, d, &base, latest).await?;
         out.extend_from_slice(b"{\"id\":");
         push_json(&mut out, &item.id());
         out.extend_from_slice(b",\"docs\":[");
@@ -512,7 +513,7 @@ async fn bulk_get_multipart(
     let boundary = format!("--{}", multipart::boundary());
     let mut pieces = Vec::new();
     for d in docs {
-        match resolve(state, db, readable(ctx, user, parse_arg(d)), base, latest).await? {
+        match resolve(state, ctx, user, d, base, latest).await? {
             Resolved::Error(e) => {
                 let mut part = format!("\r\n--{boundary}\r\n{ERROR_HEAD}").into_bytes();
                 e.push_json(&mut part);
