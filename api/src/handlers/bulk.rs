@@ -100,8 +100,7 @@ pub async fn bulk_docs(state: &AppState, req: &Req, ctx: &DbCtx<'_>) -> ApiResul
             continue;
         }
         if ctx.db == users::USERS_DB {
-            users::hash_password(state, &mut parsed);
-            if let Err(e) = users::check_write(state, ctx, &req.user, &id, &parsed).await {
+            if let Err(e) = users::before_write(state, ctx, &req.user, &id, &mut parsed).await {
                 slots.push(Err(json!({"id": id, "error": e.error, "reason": e.reason})));
                 continue;
             }

@@ -754,8 +754,7 @@ pub async fn write(
         ctx.require_admin(&req.user)?;
     }
     if ctx.db == users::USERS_DB {
-        users::hash_password(state, &mut parsed);
-        users::check_write(state, ctx, &req.user, &id, &parsed).await?;
+        users::before_write(state, ctx, &req.user, &id, &mut parsed).await?;
     }
     let max = state.config_u64("couchdb", "max_document_size", 8_000_000) as usize;
     if parsed.body.len() > max {

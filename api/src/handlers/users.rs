@@ -22,7 +22,7 @@ pub async fn user_doc(state: &AppState, name: &str) -> Option<Value> {
 
 /// Replaces a plain `password` field of a user document by its PBKDF2 hash, as
 /// CouchDB's `before_doc_update` hook does.
-pub fn hash_password(state: &AppState, doc: &mut ParsedDoc) {
+fn hash_password(state: &AppState, doc: &mut ParsedDoc) {
     let Ok(Value::Object(mut body)) = serde_json::from_slice::<Value>(&doc.body) else {
         return;
     };
@@ -61,16 +61,18 @@ pub fn check_read(ctx: &DbCtx<'_>, user: &UserCtx, id: &str) -> ApiResult<()> {
     }
 }
 
-/// CouchDB's checks on a write to `_users`, after the password is hashed: the
-/// `before_doc_update` hook (a signed-in user writes only their own document; an
-/// anonymous one may sign up) and the built-in `_auth` validation function.
-pub async fn check_write(
+/// What CouchDB does to a write to `_users` before it is stored: the
+/// `before_doc_update` hook (the password is hashed; a signed-in user writes only
+/// their own document, an anonymous one may sign up), then the built-in `_auth`
+/// validation function.
+pub async fn before_write(
     state: &AppState,
     ctx: &DbCtx<'_>,
     user: &UserCtx,
     id: &str,
-    doc: &ParsedDoc,
+    doc: &mut ParsedDoc,
 ) -> ApiResult<()> {
+    hash_password(state, doc);
     // Design documents are checked for admin rights alone, as for any database.
     if id.starts_with("_design/") {
         return Ok(());
